@@ -1,0 +1,92 @@
+"""KDSR teacher (``BlindSR_TA``) and student (``BlindSR_ST``), registered in BasicSR's ARCH_REGISTRY.
+
+Both are ``G`` (the SR generator) guided by a KD-IDE encoder. In training mode ``forward``
+returns ``(sr, [idr_prime])`` as the authors' nets do, in eval mode only ``sr``. For tiled
+inference, ``encode`` computes the IDR once and ``upsample`` runs ``G`` with a given IDR.
+"""
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+from torch import nn
+
+from .kd_ide_arch import KD_IDE
+from .kdsr_arch import KDSR, check_scale
+
+
+def teacher_in_channels(scale):
+    """Channels of the teacher encoder input: LR (3) + pixel-unshuffled HR (3 * scale**2)."""
+    return 3 + 3 * scale * scale
+
+
+@ARCH_REGISTRY.register()
+class BlindSR_ST(nn.Module):
+    """KDSR student: the encoder ``E_st`` sees the LR image only.
+
+    Args:
+        n_feats (int): Channel number of ``G`` and of the encoder. Default: 128.
+        n_encoder_res (int): Residual blocks in the encoder. Default: 6.
+        scale (int): Upsampling factor (2, 3, 4 or 8). Default: 4.
+        n_sr_blocks (int): IDR-DCRB blocks in ``G``. Default: 42.
+    """
+
+    def __init__(self, n_feats=128, n_encoder_res=6, scale=4, n_sr_blocks=42):
+        super().__init__()
+        self.scale = check_scale(scale)
+        self.G = KDSR(n_feats=n_feats, scale=self.scale, n_sr_blocks=n_sr_blocks)
+        self.E_st = KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res, in_channels=3)
+
+    def encode(self, lq):
+        """LR (B, 3, h, w) in [0, 1] -> (idr (B, C), [idr_prime (B, 4C)])."""
+        return self.E_st(lq)
+
+    def upsample(self, lq, idr):
+        """Run the generator on ``lq`` with a given IDR (B, C)."""
+        return self.G(lq, idr)
+
+    def forward(self, lq):
+        idr, idr_prime = self.encode(lq)
+        sr = self.G(lq, idr)
+        return (sr, idr_prime) if self.training else sr
+
+
+@ARCH_REGISTRY.register()
+class BlindSR_TA(nn.Module):
+    """KDSR teacher: the encoder ``E`` sees the LR image and the pixel-unshuffled HR image.
+
+    The encoder takes 3 + 3*scale**2 channels, so every supported scale works (the authors'
+    code hard-codes 51 channels, i.e. x4 only).
+
+    Args:
+        n_feats (int): Channel number of ``G`` and of the encoder. Default: 128.
+        n_encoder_res (int): Residual blocks in the encoder. Default: 6.
+        scale (int): Upsampling factor (2, 3, 4 or 8). Default: 4.
+        n_sr_blocks (int): IDR-DCRB blocks in ``G``. Default: 42.
+    """
+
+    def __init__(self, n_feats=128, n_encoder_res=6, scale=4, n_sr_blocks=42):
+        super().__init__()
+        self.scale = check_scale(scale)
+        self.G = KDSR(n_feats=n_feats, scale=self.scale, n_sr_blocks=n_sr_blocks)
+        self.E = KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res, in_channels=teacher_in_channels(self.scale))
+        self.pixel_unshuffle = nn.PixelUnshuffle(self.scale)
+
+    def encoder_input(self, lq, gt):
+        """Concatenate LR with the pixel-unshuffled HR (LR channels first)."""
+        expected = (lq.shape[-2] * self.scale, lq.shape[-1] * self.scale)
+        if tuple(gt.shape[-2:]) != expected:
+            raise ValueError(f'BlindSR_TA x{self.scale}: GT must be {expected[0]}x{expected[1]} for an LR of '
+                             f'{lq.shape[-2]}x{lq.shape[-1]}, got {gt.shape[-2]}x{gt.shape[-1]}.')
+        return torch.cat([lq, self.pixel_unshuffle(gt).to(lq.dtype)], dim=1)
+
+    def encode(self, lq, gt):
+        """(LR, HR) -> (idr (B, C), [idr_prime (B, 4C)])."""
+        return self.E(self.encoder_input(lq, gt))
+
+    def upsample(self, lq, idr):
+        """Run the generator on ``lq`` with a given IDR (B, C)."""
+        return self.G(lq, idr)
+
+    def forward(self, lq, gt):
+        idr, idr_prime = self.encode(lq, gt)
+        sr = self.G(lq, idr)
+        return (sr, idr_prime) if self.training else sr
+

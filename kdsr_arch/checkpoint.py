@@ -1,0 +1,199 @@
+"""Reading KDSR checkpoints: unwrapping, architecture detection, student-from-teacher init.
+
+Formats read: BasicSR's ``{'params': ..., 'params_ema': ...}`` (the KDSR-GAN releases and
+our training output), and a raw state_dict (the KDSR-classic releases). Keys saved from a
+(Distributed)DataParallel wrapper (``module.`` prefix) are accepted too.
+
+Detection follows spandrel's approach: a few declarative key checks, then every
+hyper-parameter is read off tensor shapes.
+"""
+import os
+import re
+from dataclasses import asdict, dataclass
+
+import torch
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from .blindsr_arch import teacher_in_channels
+
+PARAM_KEYS = ('params_ema', 'params')
+
+
+def load_state_dict_file(path, param_key='auto'):
+    """Load a checkpoint file safely (``weights_only=True``) and return a flat state_dict.
+
+    Args:
+        path (str): The checkpoint file.
+        param_key (str): ``'auto'`` (``params_ema`` if present, else ``params``, else the raw
+            dict), or a key to use, e.g. ``'params'``.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path}: checkpoint file not found.')
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as err:  # pickle, zip and weights_only errors all mean the same to a user
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f'{path}: not a loadable PyTorch weights file ({first_line}).') from None
+    return unwrap_state_dict(ckpt, param_key=param_key, source=path)
+
+
+def unwrap_state_dict(ckpt, param_key='auto', source='checkpoint'):
+    """Return the tensors of ``ckpt`` (BasicSR wrapper or raw state_dict), ``module.`` stripped."""
+    if not isinstance(ckpt, dict):
+        raise ValueError(f'{source}: expected a state_dict (a dict of tensors), got {type(ckpt).__name__}.')
+    if param_key == 'auto':
+        param_key = next((k for k in PARAM_KEYS if isinstance(ckpt.get(k), dict)), None)
+    if param_key is not None:
+        if not isinstance(ckpt.get(param_key), dict):
+            found = ', '.join(map(str, list(ckpt)[:5]))
+            raise KeyError(f'{source}: has no {param_key!r} entry (top-level keys: {found}).')
+        ckpt = ckpt[param_key]
+    state = {}
+    for key, value in ckpt.items():
+        if not torch.is_tensor(value):
+            raise ValueError(f'{source}: entry {key!r} is not a tensor; is this a training state, not weights?')
+        state[key[len('module.'):] if key.startswith('module.') else key] = value
+    return state
+
+
+@dataclass(frozen=True)
+class KDSRSpec:
+    """Architecture of a KDSR checkpoint, read off its tensor shapes."""
+    arch: str  # 'BlindSR_ST' (student) or 'BlindSR_TA' (teacher)
+    n_feats: int
+    n_encoder_res: int
+    scale: int
+    n_sr_blocks: int
+
+    @property
+    def is_teacher(self):
+        return self.arch == 'BlindSR_TA'
+
+    def options(self):
+        """``network_g`` options: ``{'type': arch, n_feats, n_encoder_res, scale, n_sr_blocks}``."""
+        opt = asdict(self)
+        return dict(type=opt.pop('arch'), **opt)
+
+    def build(self):
+        opt = self.options()
+        return ARCH_REGISTRY.get(opt.pop('type'))(**opt)
+
+
+_G_REQUIRED = ('G.sub_mean.weight', 'G.head.0.weight', 'G.body.0.body.0.da_conv1.kernel.0.weight',
+               'G.body.1.weight', 'G.tail.0.0.weight', 'G.tail.1.weight')
+_ENCODER_PREFIX = {'BlindSR_ST': 'E_st.', 'BlindSR_TA': 'E.'}
+
+
+def _count(state, pattern, start=0):
+    """Number of consecutive indices i = start, start+1, ... with ``pattern.format(i)`` in ``state``."""
+    n = 0
+    while pattern.format(start + n) in state:
+        n += 1
+    return n
+
+
+def detect_kdsr(state, source='checkpoint'):
+    """Detect a KDSR student or teacher and its hyper-parameters from a state_dict.
+
+    Raises ValueError naming ``source`` when the weights are not a KDSR net.
+    """
+    missing = [k for k in _G_REQUIRED if k not in state]
+    arch = next((a for a, p in _ENCODER_PREFIX.items() if p + 'E.0.weight' in state), None)
+    if missing or arch is None:
+        what = ', '.join(missing) if missing else 'E_st.E.0.weight / E.E.0.weight'
+        raise ValueError(f'{source}: not a KDSR (BlindSR_ST/BlindSR_TA) state_dict; missing {what}.')
+    enc = _ENCODER_PREFIX[arch]
+    n_feats = state['G.head.0.weight'].shape[0]
+    n_sr_blocks = _count(state, 'G.body.0.body.{}.conv1.weight')
+    n_encoder_res = _count(state, enc + 'E.{}.body.0.weight', start=2)  # E.0 conv, E.1 act, then ResBlocks
+    stages = sum(1 for k in state if re.fullmatch(r'G\.tail\.0\.\d+\.weight', k))  # conv + shuffle stages
+    first_out = state['G.tail.0.0.weight'].shape[0]
+    if first_out == 9 * n_feats and stages == 1:
+        scale = 3
+    elif first_out == 4 * n_feats:
+        scale = 2**stages
+    else:
+        raise ValueError(f'{source}: upsampler G.tail.0 has an unexpected shape {tuple(state["G.tail.0.0.weight"].shape)}.')
+    in_ch = state[enc + 'E.0.weight'].shape[1]
+    expected_in = 3 if arch == 'BlindSR_ST' else teacher_in_channels(scale)
+    if in_ch != expected_in:
+        raise ValueError(f'{source}: encoder input has {in_ch} channels, expected {expected_in} for a '
+                         f'{arch} at x{scale}.')
+    return KDSRSpec(arch, n_feats, n_encoder_res, scale, n_sr_blocks)
+
+
+def load_kdsr(path_or_state, param_key='auto'):
+    """Build the KDSR net a checkpoint describes and load it strictly. Returns ``(net, spec)``."""
+    source = path_or_state if isinstance(path_or_state, str) else 'state_dict'
+    state = load_state_dict_file(path_or_state, param_key) if isinstance(path_or_state, str) else \
+        unwrap_state_dict(path_or_state, param_key, source)
+    spec = detect_kdsr(state, source)
+    net = spec.build()
+    net.load_state_dict(state, strict=True)
+    return net, spec
+
+
+def _module_groups(keys):
+    """Group parameter names by their owning module ('E.E.0.weight' -> 'E.E.0')."""
+    groups = {}
+    for key in keys:
+        groups.setdefault(key.rsplit('.', 1)[0], []).append(key)
+    return groups
+
+
+def init_student_from_teacher(student, teacher, mode='authors', param_key='auto'):
+    """Initialise a ``BlindSR_ST`` from a teacher (a ``BlindSR_TA``, its state_dict or a file).
+
+    Args:
+        student (nn.Module): The student to initialise in place.
+        teacher: A ``BlindSR_TA`` module, a state_dict, or a checkpoint path.
+        mode (str): ``'authors'`` (default): copy the generator ``G`` only; the student encoder
+            keeps its fresh initialisation, as the authors' code does. ``'paper'``: also copy
+            every encoder layer whose parameters all match in shape (all but the first conv,
+            which sees 3 instead of 3 + 3*s*s channels).
+        param_key (str): Which entry of a BasicSR checkpoint to read (see
+            :func:`load_state_dict_file`).
+
+    Returns:
+        dict: ``{'loaded': [student keys copied], 'skipped': [encoder keys left as they were]}``.
+    """
+    if mode not in ('authors', 'paper'):
+        raise ValueError(f"mode must be 'authors' or 'paper', got {mode!r}.")
+    if isinstance(teacher, str):
+        t_state = load_state_dict_file(teacher, param_key)
+        source = teacher
+    elif isinstance(teacher, dict):
+        t_state, source = unwrap_state_dict(teacher, param_key, 'teacher state_dict'), 'teacher state_dict'
+    else:
+        t_state, source = teacher.state_dict(), 'teacher'
+    s_state = student.state_dict()
+    if 'E_st.E.0.weight' not in s_state:
+        raise ValueError('init_student_from_teacher: the student must be a BlindSR_ST (no E_st encoder found).')
+
+    new = {}
+    for key, value in s_state.items():
+        if not key.startswith('G.'):
+            continue
+        if key not in t_state:
+            raise ValueError(f'{source}: teacher has no {key}; is it a KDSR teacher of the same size?')
+        if t_state[key].shape != value.shape:
+            raise ValueError(f'{source}: teacher {key} is {tuple(t_state[key].shape)} but the student needs '
+                             f'{tuple(value.shape)}: teacher and student differ in width, depth or scale.')
+        new[key] = t_state[key]
+
+    skipped = []
+    enc_keys = [k for k in s_state if k.startswith('E_st.')]
+    if mode == 'paper':
+        for module_name, keys in _module_groups(enc_keys).items():
+            t_keys = ['E.' + k[len('E_st.'):] for k in keys]
+            if all(t in t_state and t_state[t].shape == s_state[k].shape for k, t in zip(keys, t_keys)):
+                new.update({k: t_state[t] for k, t in zip(keys, t_keys)})
+            else:
+                skipped += keys
+    else:
+        skipped = enc_keys
+
+    with torch.no_grad():
+        for key, value in new.items():
+            s_state[key].copy_(value)
+    return {'loaded': sorted(new), 'skipped': sorted(skipped)}

@@ -1,0 +1,60 @@
+"""KD-IDE: the knowledge-distillation based implicit degradation estimator.
+
+Teacher and student share this encoder; they differ only in ``in_channels`` (student: the
+LR image, 3; teacher: LR plus the pixel-unshuffled HR, 3 + 3*s*s).
+"""
+from torch import nn
+
+from .kdsr_arch import LRELU_SLOPE, default_conv
+
+
+def _lrelu():
+    return nn.LeakyReLU(LRELU_SLOPE, inplace=True)
+
+
+class ResBlock(nn.Module):
+    """conv3x3 -> LeakyReLU -> conv3x3, plus identity. No normalisation, no scaling.
+
+    Args:
+        n_feats (int): Channel number.
+    """
+
+    def __init__(self, n_feats):
+        super().__init__()
+        self.body = nn.Sequential(default_conv(n_feats, n_feats, 3), _lrelu(), default_conv(n_feats, n_feats, 3))
+
+    def forward(self, x):
+        return self.body(x) + x
+
+
+class KD_IDE(nn.Module):
+    """Implicit degradation representation encoder.
+
+    ``forward`` returns ``(idr, [idr_prime])``: ``idr_prime`` (B x 4C, after the MLP) is what
+    knowledge distillation compares; ``idr`` (B x C, after ``compress``) guides the SR net.
+
+    Args:
+        n_feats (int): Channel number C. Default: 128.
+        n_encoder_res (int): Number of residual blocks after the first conv. Default: 6.
+        in_channels (int): Input channels: 3 for the student, 3 + 3*s*s for the teacher.
+            Default: 3.
+    """
+
+    def __init__(self, n_feats=128, n_encoder_res=6, in_channels=3):
+        super().__init__()
+        c = n_feats
+        layers = [default_conv(in_channels, c, 3), _lrelu()]
+        layers += [ResBlock(c) for _ in range(n_encoder_res)]
+        layers += [
+            default_conv(c, 2 * c, 3), _lrelu(),
+            default_conv(2 * c, 2 * c, 3), _lrelu(),
+            default_conv(2 * c, 4 * c, 3), _lrelu(),
+            nn.AdaptiveAvgPool2d(1),
+        ]  # yapf: disable
+        self.E = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(nn.Linear(4 * c, 4 * c), _lrelu(), nn.Linear(4 * c, 4 * c), _lrelu())
+        self.compress = nn.Sequential(nn.Linear(4 * c, c), _lrelu())
+
+    def forward(self, x):
+        idr_prime = self.mlp(self.E(x).flatten(1))
+        return self.compress(idr_prime), [idr_prime]

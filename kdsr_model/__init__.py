@@ -1,0 +1,9 @@
+"""KDSR for BasicSR: importing this package registers the KDSR architectures, models and losses.
+
+Inside this package, import from ``kdsr_arch``'s submodules (``kdsr_arch.checkpoint``...),
+not from the ``kdsr_arch`` namespace: the start-up hook may import this package while
+``kdsr_arch/__init__`` is still running.
+"""
+import kdsr_arch  # noqa: F401  (networks; also the torchvision shim and basicsr)
+
+from . import losses  # noqa: F401  (registers KDLoss)

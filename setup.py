@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""KDSR (ICLR 2023) as a BasicSR plugin."""
+import os
+
+from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PTH = 'kdsr-basicsr.pth'  # runs _kdsr_autoload.install() at start-up: see _kdsr_autoload.py
+
+
+class BuildPyWithPth(build_py):
+    """Also place the start-up ``.pth`` file at the root of site-packages."""
+
+    def run(self):
+        super().run()
+        self.copy_file(os.path.join(HERE, PTH), os.path.join(self.build_lib, PTH), preserve_mode=0)
+
+    def get_outputs(self, include_bytecode=1):
+        return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
+
+
+def read(name):
+    with open(os.path.join(HERE, name), encoding='utf-8') as f:
+        return f.read()
+
+
+setup(
+    name='kdsr',
+    version='0.1.0',
+    description='KDSR (ICLR 2023): knowledge-distillation based degradation estimation for blind '
+    'super-resolution, as a BasicSR plugin',
+    long_description=read('README.md'),
+    long_description_content_type='text/markdown',
+    license='Apache-2.0',
+    python_requires='>=3.8',
+    packages=find_packages(include=['kdsr_arch', 'kdsr_arch.*', 'kdsr_model', 'kdsr_model.*']),
+    py_modules=['_kdsr_autoload'],
+    cmdclass={'build_py': BuildPyWithPth},
+    install_requires=[
+        'basicsr>=1.4.2',
+        'torch>=1.13',
+        'torchvision',
+        'numpy',
+        'opencv-python',
+        'pyyaml',
+        'lmdb',
+        'tqdm',
+        'facexlib',
+        'gfpgan',
+    ],
+    extras_require={'test': ['pytest']},
+    entry_points={
+        'console_scripts': [
+            'kdsr-train=kdsr_model.train:main',
+            'kdsr-test=kdsr_model.test:main',
+        ],
+    },
+    classifiers=[
+        'Programming Language :: Python :: 3',
+        'License :: OSI Approved :: Apache Software License',
+        'Topic :: Scientific/Engineering :: Image Processing',
+    ],
+)
