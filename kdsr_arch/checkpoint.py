@@ -129,7 +129,10 @@ def load_kdsr(path_or_state, param_key='auto'):
         unwrap_state_dict(path_or_state, param_key, source)
     spec = detect_kdsr(state, source)
     net = spec.build()
-    net.load_state_dict(state, strict=True)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f'{source}: does not load into {spec.arch}: {str(err).splitlines()[1].strip()}') from None
     return net, spec
 
 
@@ -180,6 +183,10 @@ def init_student_from_teacher(student, teacher, mode='authors', param_key='auto'
             raise ValueError(f'{source}: teacher {key} is {tuple(t_state[key].shape)} but the student needs '
                              f'{tuple(value.shape)}: teacher and student differ in width, depth or scale.')
         new[key] = t_state[key]
+    extra = sorted(k for k in t_state if k.startswith('G.') and k not in s_state)
+    if extra:
+        raise ValueError(f'{source}: teacher has {extra[0]} which the student lacks: teacher and student differ in '
+                         'width, depth or scale.')
 
     skipped = []
     enc_keys = [k for k in s_state if k.startswith('E_st.')]

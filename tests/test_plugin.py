@@ -1,0 +1,164 @@
+"""The package as users meet it: installed, in fresh interpreters, through BasicSR's own scripts."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+from kdsr_arch import BlindSR_ST
+
+BIN = os.path.dirname(sys.executable)
+SMALL = dict(n_feats=8, n_encoder_res=2, n_sr_blocks=3)
+
+
+def run_py(code=None, args=(), cwd=None, env=None, check=True):
+    """Run a fresh interpreter outside the source tree, so the installed package is used."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'KDSR_NO_AUTOLOAD')}
+    full_env.update(env or {})
+    cmd = [sys.executable] + (['-c', code] if code is not None else []) + list(args)
+    proc = subprocess.run(cmd, cwd=cwd or os.path.expanduser('~'), env=full_env, capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return proc
+
+
+REGISTRIES = ("from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY\n"
+              "print('arch', 'BlindSR_ST' in ARCH_REGISTRY and 'BlindSR_TA' in ARCH_REGISTRY)\n"
+              "print('loss', 'KDLoss' in LOSS_REGISTRY)\n")
+
+
+def test_start_up_hook_is_installed_and_imports_no_torch():
+    out = run_py("import sys; print('hook' if '_kdsr_autoload' in sys.modules else 'no hook');"
+                 "print('torch' if 'torch' in sys.modules else 'no torch');"
+                 "print('basicsr' if 'basicsr' in sys.modules else 'no basicsr')").stdout.split()
+    assert out == ['hook', 'no', 'torch', 'no', 'basicsr']
+
+
+@pytest.mark.parametrize('first', ['basicsr', 'kdsr_arch', 'kdsr_model', 'basicsr.train', 'basicsr.data.degradations'])
+def test_any_import_order_registers_everything(first):
+    out = run_py(f'import {first}\n' + REGISTRIES).stdout
+    assert 'arch True' in out and 'loss True' in out, out
+
+
+def test_autoload_can_be_turned_off():
+    out = run_py('import basicsr\n' + REGISTRIES, env={'KDSR_NO_AUTOLOAD': '1'}).stdout
+    assert 'arch False' in out and 'loss False' in out
+    # importing our package explicitly still registers what it owns
+    out = run_py('import kdsr_arch\n' + REGISTRIES, env={'KDSR_NO_AUTOLOAD': '1'}).stdout
+    assert 'arch True' in out and 'loss False' in out
+
+
+@pytest.mark.parametrize('first', ['kdsr_arch', 'kdsr_model'])
+def test_torchvision_shim_holds_without_the_start_up_hook(first):
+    # as in a source checkout on PYTHONPATH or with site processing off: our finders removed
+    code = ("import sys\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, '__module__', '') != '_kdsr_autoload']\n"
+            f"import {first}\n"
+            "from torchvision.transforms.functional_tensor import rgb_to_grayscale\n"
+            "import basicsr.data.degradations\n"
+            "import torchvision\n"
+            "print('ok', torchvision.__version__)\n" + REGISTRIES)
+    out = run_py(code).stdout
+    assert 'ok' in out and 'arch True' in out
+
+
+def test_without_any_shim_basicsr_142_breaks_on_this_torchvision():
+    """Guards the test above: it only means something where the shim is needed."""
+    import torchvision
+    major, minor = (int(x) for x in torchvision.__version__.split('.')[:2])
+    code = ("import sys\n"
+            "sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, '__module__', '') != '_kdsr_autoload']\n"
+            "import basicsr\n")
+    proc = run_py(code, check=False)
+    if (major, minor) >= (0, 17):
+        assert proc.returncode != 0 and 'functional_tensor' in proc.stderr
+    else:
+        assert proc.returncode == 0
+
+
+def _checkpoint(tmp_path):
+    net = BlindSR_ST(scale=4, **SMALL)
+    path = tmp_path / 'kdsr_student.pth'
+    torch.save({'params': net.state_dict(), 'params_ema': net.state_dict()}, path)
+    return path
+
+
+def _test_options(tmp_path, paired_set, name):
+    gt_dir, lq_dir = paired_set
+    opt = {
+        'name': name, 'model_type': 'SRModel', 'scale': 4, 'num_gpu': 0, 'manual_seed': 0,
+        'datasets': {'test_1': {'name': 'photos', 'type': 'PairedImageDataset', 'dataroot_gt': str(gt_dir),
+                                'dataroot_lq': str(lq_dir), 'io_backend': {'type': 'disk'}}},
+        'network_g': dict(type='BlindSR_ST', scale=4, **SMALL),
+        'path': {'pretrain_network_g': str(_checkpoint(tmp_path)), 'param_key_g': 'params_ema',
+                 'strict_load_g': True},
+        'val': {'save_img': True, 'suffix': None,
+                'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': True}}},
+    }
+    path = tmp_path / f'{name}.yml'
+    path.write_text(yaml.safe_dump(opt))
+    return path
+
+
+def _stock_basicsr_clone(tmp_path):
+    """A directory laid out like a BasicSR clone: ``basicsr/test.py`` is BasicSR's own file, unedited."""
+    import basicsr
+    clone = tmp_path / 'BasicSR'
+    (clone / 'basicsr').mkdir(parents=True)
+    for script in ('train.py', 'test.py'):
+        shutil.copy(os.path.join(os.path.dirname(basicsr.__file__), script), clone / 'basicsr' / script)
+    return clone
+
+
+def test_stock_basicsr_test_script_runs_a_kdsr_model(tmp_path, paired_set):
+    """``python basicsr/test.py -opt X.yml`` (BasicSR's file) builds BlindSR_ST from its registry."""
+    clone = _stock_basicsr_clone(tmp_path)
+    opt = _test_options(tmp_path, paired_set, 'stock_test')
+    proc = run_py(args=['basicsr/test.py', '-opt', str(opt)], cwd=clone)
+    log = proc.stdout + proc.stderr
+    assert 'Network [BlindSR_ST] is created.' in log
+    psnr = float(re.search(r'# psnr: ([\d.]+)', log).group(1))
+    assert 5 < psnr < 60
+    visual = clone / 'results' / 'stock_test' / 'visualization' / 'photos'
+    assert sorted(p.name for p in visual.iterdir()) == sorted(
+        f'{os.path.splitext(n)[0]}_stock_test.png' for n in os.listdir(paired_set[0]))
+
+
+def test_stock_basicsr_fails_without_the_plugin(tmp_path, paired_set):
+    """The test above passes because of the plugin, not by accident."""
+    clone = _stock_basicsr_clone(tmp_path)
+    opt = _test_options(tmp_path, paired_set, 'stock_test_off')
+    proc = run_py(args=['basicsr/test.py', '-opt', str(opt)], cwd=clone, env={'KDSR_NO_AUTOLOAD': '1'}, check=False)
+    assert proc.returncode != 0 and "No object named 'BlindSR_ST'" in proc.stderr
+
+
+def test_python_dash_m_basicsr_train_sees_kdsr_classes():
+    code = ("import runpy, sys\n"
+            "sys.argv = ['basicsr.train', '-h']\n"
+            "try:\n    runpy.run_module('basicsr.train', run_name='__main__')\nexcept SystemExit:\n    pass\n" +
+            REGISTRIES)
+    out = run_py(code).stdout
+    assert '--auto_resume' in out and 'arch True' in out and 'loss True' in out
+
+
+def test_kdsr_test_writes_results_under_the_working_directory(tmp_path, paired_set):
+    opt = _test_options(tmp_path, paired_set, 'cli_test')
+    work = tmp_path / 'work'
+    work.mkdir()
+    subprocess.run([os.path.join(BIN, 'kdsr-test'), '-opt', str(opt)], cwd=work, check=True, capture_output=True)
+    assert len(list((work / 'results' / 'cli_test' / 'visualization' / 'photos').iterdir())) == 2
+    import kdsr_model
+    assert not os.path.exists(os.path.join(os.path.dirname(kdsr_model.__file__), 'results'))
+
+
+@pytest.mark.parametrize('entry', [[os.path.join(BIN, 'kdsr-train')], [sys.executable, '-m', 'kdsr_model.train'],
+                                   [os.path.join(BIN, 'kdsr-test')]])
+def test_entry_points_take_every_basicsr_flag(entry):
+    out = subprocess.run(entry + ['-h'], capture_output=True, text=True, check=True).stdout
+    for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--local_rank', '--force_yml'):
+        assert flag in out, flag
