@@ -20,6 +20,22 @@ class BuildPyWithPth(build_py):
         return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
 
 
+try:  # PEP 660 editable installs (pip install -e .) do not go through build_py's outputs
+    from setuptools.command.editable_wheel import editable_wheel
+
+    class EditableWheelWithPth(editable_wheel):
+        """Also place the start-up ``.pth`` file at the root of the editable wheel."""
+
+        def _run_build_commands(self, dist_name, unpacked_wheel, build_lib, tmp_dir):
+            result = super()._run_build_commands(dist_name, unpacked_wheel, build_lib, tmp_dir)
+            self.copy_file(os.path.join(HERE, PTH), os.path.join(unpacked_wheel, PTH), preserve_mode=0)
+            return result
+
+    CMDCLASS = {'build_py': BuildPyWithPth, 'editable_wheel': EditableWheelWithPth}
+except ImportError:  # setuptools < 64: editable installs use 'develop'
+    CMDCLASS = {'build_py': BuildPyWithPth}
+
+
 def read(name):
     with open(os.path.join(HERE, name), encoding='utf-8') as f:
         return f.read()
@@ -36,7 +52,7 @@ setup(
     python_requires='>=3.8',
     packages=find_packages(include=['kdsr_arch', 'kdsr_arch.*', 'kdsr_model', 'kdsr_model.*']),
     py_modules=['_kdsr_autoload'],
-    cmdclass={'build_py': BuildPyWithPth},
+    cmdclass=CMDCLASS,
     install_requires=[
         'basicsr>=1.4.2',
         'torch>=1.13',
@@ -49,7 +65,7 @@ setup(
         'facexlib',
         'gfpgan',
     ],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest', 'setuptools>=64', 'wheel']},
     entry_points={
         'console_scripts': [
             'kdsr-train=kdsr_model.train:main',

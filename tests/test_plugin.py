@@ -162,3 +162,24 @@ def test_entry_points_take_every_basicsr_flag(entry):
     out = subprocess.run(entry + ['-h'], capture_output=True, text=True, check=True).stdout
     for flag in ('-opt', '--launcher', '--auto_resume', '--debug', '--local_rank', '--force_yml'):
         assert flag in out, flag
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize('hook', ['build_wheel', 'build_editable'])
+def test_wheels_carry_the_start_up_file_at_the_site_packages_root(tmp_path, hook):
+    """``pip install .`` and ``pip install -e .`` both install kdsr-basicsr.pth."""
+    import zipfile
+    src = tmp_path / 'src'
+    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns('.venv', '.git', 'build', '*.egg-info', 'experiments',
+                                                             'results', 'tb_logger', '__pycache__'))
+    out = tmp_path / 'wheels'
+    out.mkdir()
+    name = run_py(f'from setuptools import build_meta; print(build_meta.{hook}({str(out)!r}))', cwd=src).stdout
+    with zipfile.ZipFile(out / name.strip().splitlines()[-1]) as whl:
+        names = whl.namelist()
+        assert 'kdsr-basicsr.pth' in names
+        assert whl.read('kdsr-basicsr.pth').decode().strip() == 'import _kdsr_autoload; _kdsr_autoload.install()'
+        if hook == 'build_wheel':
+            assert '_kdsr_autoload.py' in names and 'kdsr_arch/blindsr_arch.py' in names
