@@ -6,4 +6,4 @@ not from the ``kdsr_arch`` namespace: the start-up hook may import this package 
 """
 import kdsr_arch  # noqa: F401  (networks; also the torchvision shim and basicsr)
 
-from . import losses  # noqa: F401  (registers KDLoss)
+from . import losses, models  # noqa: F401  (registers KDLoss, KDSRNetTAModel, KDSRNetSTModel)

@@ -1,0 +1,2 @@
+"""KDSR training models, registered in BasicSR's MODEL_REGISTRY under the authors' names."""
+from .kdsrnet_model import KDSRNetSTModel, KDSRNetTAModel  # noqa: F401

@@ -1,0 +1,111 @@
+"""KDSRNet teacher and student models for real-world SR (the authors' names and options)."""
+import math
+from collections import OrderedDict
+
+import torch
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from .realworld import RealDegradationMixin
+from .teacher import build_frozen_teacher, init_student, take_teacher_init_path, teacher_idr
+
+
+@MODEL_REGISTRY.register()
+class KDSRNetTAModel(RealDegradationMixin, SRModel):
+    """Teacher KD-IDE_T + KDSR generator, trained with L1 (+ optional perceptual) on LQ
+    synthesised on the fly from GT. The teacher sees GT, also at validation (oracle)."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.init_degradation()
+
+    def _forward(self, net):
+        if getattr(self, 'gt', None) is None:
+            raise ValueError('KDSRNetTAModel needs GT images at validation/test time (the teacher encoder sees '
+                             'HR); give the dataset a dataroot_gt.')
+        return net(self.lq, self.gt)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        self.output, _ = self._forward(self.net_g)
+        loss_dict = OrderedDict()
+        l_total = self.cri_pix(self.output, self.gt)
+        loss_dict['l_pix'] = l_total
+        if self.cri_perceptual:
+            l_percep, _ = self.cri_perceptual(self.output, self.gt)
+            l_total = l_total + l_percep
+            loss_dict['l_percep'] = l_percep
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = self._forward(net)
+        net.train(was_training)
+
+
+class StudentMixin:
+    """A student: frozen teacher, student initialised from the teacher, KD loss, authors' lr keys."""
+
+    def setup_student(self, teacher_path):
+        student_scale = self.get_bare_model(self.net_g).scale
+        if self.is_train:
+            self.net_TA = build_frozen_teacher(self.opt, self.device, student_scale)
+            train_opt = self.opt['train']
+            if train_opt.get('kd_opt') is None:
+                raise ValueError('train:kd_opt: a student is trained with the KD loss; add kd_opt (type: KDLoss).')
+            self.cri_kd = build_loss(train_opt['kd_opt']).to(self.device)
+        if teacher_path is not None:
+            init_student(self, teacher_path)
+
+    def student_lr(self, current_iter):
+        """The authors' manual schedule lr_sr * gamma_sr ** floor(iter / lr_decay_sr), or None."""
+        train_opt = self.opt['train']
+        if train_opt.get('lr_sr') is None:
+            return None
+        return train_opt['lr_sr'] * train_opt.get('gamma_sr', 0.5)**math.floor(
+            current_iter / train_opt.get('lr_decay_sr', float('inf')))
+
+    def apply_student_lr(self, current_iter):
+        lr = self.student_lr(current_iter)
+        if lr is not None:
+            for group in self.optimizer_g.param_groups:
+                group['lr'] = lr
+
+
+@MODEL_REGISTRY.register()
+class KDSRNetSTModel(StudentMixin, RealDegradationMixin, SRModel):
+    """Student KD-IDE_S + KDSR generator: L1 + KD towards the frozen teacher's IDR."""
+
+    def __init__(self, opt):
+        teacher_path = take_teacher_init_path(opt)
+        super().__init__(opt)
+        self.init_degradation()
+        self.setup_student(teacher_path)
+
+    def optimize_parameters(self, current_iter):
+        self.apply_student_lr(current_iter)
+        t_fea = teacher_idr(self.net_TA, self.lq, self.gt)
+        self.optimizer_g.zero_grad()
+        self.output, s_fea = self.net_g(self.lq)
+        loss_dict = OrderedDict()
+        l_pix = self.cri_pix(self.output, self.gt)
+        l_kd = self.cri_kd(t_fea, s_fea)
+        loss_dict['l_pix'], loss_dict['l_kd'] = l_pix, l_kd
+        l_total = l_pix + l_kd
+        if self.cri_perceptual:
+            l_percep, _ = self.cri_perceptual(self.output, self.gt)
+            l_total = l_total + l_percep
+            loss_dict['l_percep'] = l_percep
+        l_total.backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)

@@ -1,0 +1,79 @@
+"""What every real-world KDSR model shares: Real-ESRGAN's degradation synthesis on any device.
+
+The synthesis itself is BasicSR's own ``RealESRNetModel.feed_data`` (second-order blur,
+resize, Gaussian/Poisson noise, DiffJPEG, final sinc, 8-bit rounding, paired crop), used
+unchanged. This mixin supplies what that code expects but creates with a hard-coded
+``.cuda()`` (the JPEG simulator, the USM sharpener, the training-pair pool), so that it runs
+on the model's device, CPU included, and it wraps networks for DDP on CPU (gloo) and CUDA.
+"""
+import torch
+from basicsr.models.realesrnet_model import RealESRNetModel
+from basicsr.utils import DiffJPEG, USMSharp
+from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+
+class ContiguousDiffJPEG(DiffJPEG):
+    """BasicSR's DiffJPEG with a contiguous output: its output can be non-contiguous on current
+    torch, and BasicSR's ``filter2D`` (the second blur) calls ``.view`` on it."""
+
+    def forward(self, x, quality):
+        return super().forward(x, quality).contiguous()
+
+
+class DeviceAwareMixin:
+    """``model_to_device`` that also wraps CPU nets in DDP (BasicSR passes CUDA device_ids)."""
+
+    def model_to_device(self, net):
+        net = net.to(self.device)
+        if self.opt['dist']:
+            device_ids = [torch.cuda.current_device()] if self.device.type == 'cuda' else None
+            net = DistributedDataParallel(
+                net, device_ids=device_ids, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+        elif self.opt['num_gpu'] > 1:
+            net = DataParallel(net)
+        return net
+
+
+class RealDegradationMixin(DeviceAwareMixin):
+    """Synthesises LQ from GT during training (BasicSR's Real-ESRGAN code); paired data otherwise.
+
+    Call :meth:`init_degradation` at the end of ``__init__``.
+    """
+
+    feed_data = RealESRNetModel.feed_data
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        was_train, self.is_train = self.is_train, False  # validation reads paired data: never synthesise
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self.is_train = was_train
+
+    def init_degradation(self):
+        self.jpeger = ContiguousDiffJPEG(differentiable=False).to(self.device)
+        self.usm_sharpener = USMSharp().to(self.device)
+        self.queue_size = self.opt.get('queue_size', 180)
+        self.opt.setdefault('gt_usm', False)
+
+    @torch.no_grad()
+    def _dequeue_and_enqueue(self):
+        """Training-pair pool: more degradation diversity within a batch (as Real-ESRGAN)."""
+        b = self.lq.size(0)
+        if not hasattr(self, 'queue_lr'):
+            if self.queue_size % b:
+                raise ValueError(f'queue_size ({self.queue_size}) must be divisible by the batch size per GPU ({b}); '
+                                 'change queue_size or datasets:train:batch_size_per_gpu.')
+            self.queue_lr = self.lq.new_zeros((self.queue_size, ) + tuple(self.lq.shape[1:]))
+            self.queue_gt = self.gt.new_zeros((self.queue_size, ) + tuple(self.gt.shape[1:]))
+            self.queue_ptr = 0
+        if self.queue_ptr < self.queue_size:  # filling: store the batch and train on it
+            self.queue_lr[self.queue_ptr:self.queue_ptr + b] = self.lq
+            self.queue_gt[self.queue_ptr:self.queue_ptr + b] = self.gt
+            self.queue_ptr += b
+            return
+        # full: shuffle, train on the first b pairs, put the new batch in their place
+        idx = torch.randperm(self.queue_size, device=self.queue_lr.device)
+        self.queue_lr, self.queue_gt = self.queue_lr[idx], self.queue_gt[idx]
+        lq, gt = self.queue_lr[:b].clone(), self.queue_gt[:b].clone()
+        self.queue_lr[:b], self.queue_gt[:b] = self.lq, self.gt
+        self.lq, self.gt = lq, gt
