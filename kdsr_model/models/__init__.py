@@ -1,2 +1,3 @@
 """KDSR training models, registered in BasicSR's MODEL_REGISTRY under the authors' names."""
+from .kdsrgan_model import KDSRGANSTModel  # noqa: F401
 from .kdsrnet_model import KDSRNetSTModel, KDSRNetTAModel  # noqa: F401

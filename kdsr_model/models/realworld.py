@@ -11,6 +11,8 @@ from basicsr.models.realesrnet_model import RealESRNetModel
 from basicsr.utils import DiffJPEG, USMSharp
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from .perceptual import local_vgg_weights
+
 
 class ContiguousDiffJPEG(DiffJPEG):
     """BasicSR's DiffJPEG with a contiguous output: its output can be non-contiguous on current
@@ -48,6 +50,10 @@ class RealDegradationMixin(DeviceAwareMixin):
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
             self.is_train = was_train
+
+    def init_training_settings(self):
+        with local_vgg_weights(self.opt['train']):
+            super().init_training_settings()
 
     def init_degradation(self):
         self.jpeger = ContiguousDiffJPEG(differentiable=False).to(self.device)
