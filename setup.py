@@ -70,6 +70,7 @@ setup(
         'console_scripts': [
             'kdsr-train=kdsr_model.train:main',
             'kdsr-test=kdsr_model.test:main',
+            'kdsr-prepare=kdsr_model.prepare_data:main',
         ],
     },
     classifiers=[

@@ -4,6 +4,8 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
+from .errors import OptionError
+
 _CRITERIA = ('kl', 'l1', 'l2')
 
 
@@ -25,9 +27,9 @@ class KDLoss(nn.Module):
     def __init__(self, loss_weight=1.0, temperature=0.15, criterion='kl'):
         super().__init__()
         if criterion not in _CRITERIA:
-            raise ValueError(f'KDLoss: criterion must be one of {", ".join(_CRITERIA)}, got {criterion!r}.')
+            raise OptionError(f'KDLoss: criterion must be one of {", ".join(_CRITERIA)}, got {criterion!r}.')
         if temperature <= 0:
-            raise ValueError(f'KDLoss: temperature must be positive, got {temperature}.')
+            raise OptionError(f'KDLoss: temperature must be positive, got {temperature}.')
         self.loss_weight = loss_weight
         self.temperature = temperature
         self.criterion = criterion

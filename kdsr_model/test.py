@@ -7,12 +7,11 @@ import os
 import kdsr_model  # noqa: F401  (registers networks, models, losses)
 from basicsr.test import test_pipeline
 
-from .dist import use_device_aware_init_dist
+from .cli import run_pipeline
 
 
 def main():
-    use_device_aware_init_dist()
-    test_pipeline(os.getcwd())
+    run_pipeline('kdsr-test', test_pipeline, os.getcwd())
 
 
 if __name__ == '__main__':

@@ -8,12 +8,11 @@ import os
 import kdsr_model  # noqa: F401  (registers networks, models, losses)
 from basicsr.train import train_pipeline
 
-from .dist import use_device_aware_init_dist
+from .cli import run_pipeline
 
 
 def main():
-    use_device_aware_init_dist()
-    train_pipeline(os.getcwd())
+    run_pipeline('kdsr-train', train_pipeline, os.getcwd())
 
 
 if __name__ == '__main__':

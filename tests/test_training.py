@@ -1,44 +1,80 @@
-"""Tiny real-world KDSR stages through BasicSR's train pipeline, in subprocesses, on CPU."""
+"""Real-world KDSR training through BasicSR's train pipeline: tiny stages in subprocesses, on CPU."""
 import os
 import re
+import signal
 import subprocess
+import sys
+import time
 
 import pytest
 import torch
 import yaml
+from basicsr.data import build_dataset
+from basicsr.models import build_model
+from basicsr.utils.options import ordered_yaml
+from torch.utils.data import default_collate
 
-from kdsr_arch import load_state_dict_file
+from kdsr_arch import BlindSR_TA, load_state_dict_file
+from kdsr_model.errors import MissingFileError, OptionError
 from test_plugin import BIN, REPO, _stock_basicsr_clone, run_py
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')
+HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _options(name, tmp_path, iters=4, train=None, **path):
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+    """The sample photos through ``kdsr-prepare``: sub-images, meta_info and LMDB."""
+    out = tmp_path_factory.mktemp('prepared')
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-prepare'), '--hr', os.path.join(SAMPLES, 'train'), '--out',
+                           str(out), '--crop-size', '200', '--step', '200', '--lmdb'], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope='module')
+def vgg19_file(tmp_path_factory):
+    """A VGG19 state_dict with random weights, standing in for torchvision's download."""
+    import torchvision
+    path = tmp_path_factory.mktemp('vgg') / 'vgg19-dcbb9e9d.pth'
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg19().state_dict(), path)
+    return path
+
+
+def _opt_dict(name, prepared, iters=4, backend='disk', train=None, top=None, **path):
     with open(os.path.join(REPO, 'options', 'tiny', name)) as f:
-        opt = yaml.safe_load(f)
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
     train_set, val = opt['datasets']['train'], opt['datasets']['val']
-    train_set['dataroot_gt'] = os.path.join(SAMPLES, 'train')
-    train_set['meta_info'] = os.path.join(SAMPLES, 'meta_info_train.txt')
+    if backend == 'lmdb':
+        train_set['dataroot_gt'] = str(prepared / 'sub.lmdb')
+        train_set['io_backend'] = {'type': 'lmdb'}
+        train_set.pop('meta_info')
+    else:
+        train_set['dataroot_gt'], train_set['meta_info'] = str(prepared / 'sub'), str(prepared / 'meta_info.txt')
     val['dataroot_gt'], val['dataroot_lq'] = os.path.join(SAMPLES, 'val', 'gt'), os.path.join(SAMPLES, 'val', 'lq')
     opt['train']['total_iter'] = iters
     opt['val']['val_freq'] = opt['logger']['save_checkpoint_freq'] = opt['logger']['print_freq'] = 2
     opt['logger']['use_tb_logger'] = False
     opt['path'].update(path)
     opt['train'].update(train or {})
+    opt.update(top or {})
+    return opt
+
+
+def _options(name, tmp_path, prepared, **kwargs):
+    opt = _opt_dict(name, prepared, **kwargs)
     out = tmp_path / name
-    out.write_text(yaml.safe_dump(opt))
+    out.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))
     return out, opt['name']
 
 
-def _train(opt_file, cwd, stock=False, check=True):
-    cmd = ['basicsr/train.py', '-opt', str(opt_file)] if stock else None
-    if stock:
-        return run_py(args=cmd, cwd=cwd, check=check)
-    proc = subprocess.run([os.path.join(BIN, 'kdsr-train'), '-opt', str(opt_file)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+def _train(opt_file, cwd, check=True, extra=()):
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-train'), '-opt', str(opt_file), *extra], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return proc
+    return proc.stdout + proc.stderr
 
 
 def _psnrs(log):
@@ -46,13 +82,24 @@ def _psnrs(log):
 
 
 @pytest.fixture(scope='module')
-def teacher_run(tmp_path_factory):
-    """The tiny teacher stage, run once through BasicSR's own unedited ``basicsr/train.py``."""
+def teacher_run(tmp_path_factory, prepared):
+    """The tiny teacher stage, run through BasicSR's own unedited ``basicsr/train.py``."""
     tmp_path = tmp_path_factory.mktemp('teacher')
     clone = _stock_basicsr_clone(tmp_path)
-    opt_file, name = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path)
-    proc = _train(opt_file, clone, stock=True)
+    opt_file, name = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared)
+    proc = run_py(args=['basicsr/train.py', '-opt', str(opt_file)], cwd=clone)
     return clone / 'experiments' / name, proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope='module')
+def student_run(tmp_path_factory, prepared, teacher_run):
+    """The tiny student stage (L1 + KD) from the teacher, on the LMDB copy of the data."""
+    tmp_path = tmp_path_factory.mktemp('student')
+    teacher_file = str(teacher_run[0] / 'models' / 'net_g_latest.pth')
+    opt_file, name = _options('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, backend='lmdb',
+                              train={'lr_decay_sr': 2}, pretrain_network_g=teacher_file,
+                              pretrain_network_TA=teacher_file)
+    return tmp_path / 'experiments' / name, _train(opt_file, tmp_path), teacher_file
 
 
 def test_teacher_stage_trains_validates_and_saves(teacher_run):
@@ -68,20 +115,23 @@ def test_teacher_stage_trains_validates_and_saves(teacher_run):
     assert sorted(os.listdir(exp / 'training_states')) == ['2.state', '4.state']
 
 
-def test_student_stage_starts_from_the_teacher_and_distils(teacher_run, tmp_path):
-    exp, _ = teacher_run
-    teacher_file = str(exp / 'models' / 'net_g_latest.pth')
-    opt_file, name = _options('train_kdsrnet_x4ST_tiny.yml', tmp_path, train={'lr_decay_sr': 2},
-                              pretrain_network_g=teacher_file, pretrain_network_TA=teacher_file)
-    proc = _train(opt_file, tmp_path)
-    log = proc.stdout + proc.stderr
+def test_teacher_stage_on_lmdb(tmp_path, prepared):
+    opt_file, name = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, iters=2, backend='lmdb')
+    log = _train(opt_file, tmp_path)
+    assert "'type': 'lmdb'" in log or 'type: lmdb' in log
+    assert len(_psnrs(log)) >= 1
+    assert (tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_student_stage_starts_from_the_teacher_and_distils(student_run):
+    exp, log, teacher_file = student_run
     assert 'Model [KDSRNetSTModel] is created.' in log
     assert 'Student initialised from teacher' in log and 'Teacher loaded from' in log
     kd = [float(v) for v in re.findall(r'l_kd: ([\d.e+-]+)', log)]
     assert len(kd) == 2 and all(v > 0 for v in kd)
     # the authors' manual schedule overrides the scheduler: 2e-4 * 0.5 ** floor(4 / 2)
     assert re.search(r'iter:\s+4, lr:\(5\.000e-05,\)', log)
-    student = load_state_dict_file(str(tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth'))
+    student = load_state_dict_file(str(exp / 'models' / 'net_g_latest.pth'))
     teacher = load_state_dict_file(teacher_file)
     assert student['E_st.E.0.weight'].shape == (16, 3, 3, 3)
     # trained from the teacher's generator: close to it, yet moved by 4 steps
@@ -90,9 +140,185 @@ def test_student_stage_starts_from_the_teacher_and_distils(teacher_run, tmp_path
     assert len(_psnrs(log)) >= 2
 
 
-def test_student_without_teacher_file_names_the_option(tmp_path):
-    opt_file, _ = _options('train_kdsrnet_x4ST_tiny.yml', tmp_path, pretrain_network_g=None,
+def test_gan_stage_from_the_student(tmp_path, prepared, student_run, vgg19_file):
+    exp_st, _, teacher_file = student_run
+    opt_file, name = _options('train_kdsrgan_x4STV2_tiny.yml', tmp_path, prepared,
+                              pretrain_network_g=str(exp_st / 'models' / 'net_g_latest.pth'),
+                              pretrain_network_TA=teacher_file)
+    text = opt_file.read_text().replace('experiments/pretrained_models/vgg19-dcbb9e9d.pth', str(vgg19_file))
+    opt_file.write_text(text)
+    log = _train(opt_file, tmp_path)
+    assert 'Model [KDSRGANSTModel] is created.' in log
+    for name_ in ('l_g_pix', 'l_kd', 'l_g_percep', 'l_g_gan', 'l_d_real', 'l_d_fake'):
+        assert re.search(rf'iter:\s+4, .*{name_}: [\d.e+-]+', log), name_
+    models = os.listdir(tmp_path / 'experiments' / name / 'models')
+    assert {'net_g_latest.pth', 'net_d_latest.pth', 'net_g_4.pth', 'net_d_4.pth'} <= set(models)
+    assert len(_psnrs(log)) >= 2
+
+
+def test_missing_vgg_weights_is_one_line_naming_the_option(tmp_path, prepared, student_run):
+    exp_st, _, teacher_file = student_run
+    opt_file, _ = _options('train_kdsrgan_x4STV2_tiny.yml', tmp_path, prepared,
+                           pretrain_network_g=str(exp_st / 'models' / 'net_g_latest.pth'),
+                           pretrain_network_TA=teacher_file)
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-train'), '-opt', str(opt_file)], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        'kdsr-train: error: train:perceptual_opt:vgg_weights: VGG19 weights not found')
+
+
+def test_student_without_teacher_file_names_the_option(tmp_path, prepared):
+    opt_file, _ = _options('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, pretrain_network_g=None,
                            pretrain_network_TA=str(tmp_path / 'missing.pth'))
-    proc = _train(opt_file, tmp_path, check=False)
-    assert proc.returncode != 0
-    assert 'path:pretrain_network_TA: teacher checkpoint' in proc.stderr.strip().splitlines()[-1]
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-train'), '-opt', str(opt_file)], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and 'Traceback' not in proc.stderr
+    assert 'kdsr-train: error: path:pretrain_network_TA: teacher checkpoint' in proc.stderr.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------- in-process: clear option errors
+
+
+def _in_process(name, tmp_path, prepared, **kwargs):
+    """Options as BasicSR's parse_options leaves them for a single CPU process."""
+    opt = _opt_dict(name, prepared, **kwargs)
+    opt.update(dist=False, rank=0, world_size=1, is_train=True, auto_resume=False, num_gpu=0)
+    for phase, dataset in opt['datasets'].items():
+        dataset['phase'], dataset['scale'] = phase.split('_')[0], opt['scale']
+    root = tmp_path / 'exp'
+    opt['path'].update(experiments_root=str(root), models=str(root / 'models'), log=str(root),
+                       training_states=str(root / 'states'), visualization=str(root / 'vis'))
+    return opt
+
+
+@pytest.fixture(scope='module')
+def tiny_teacher_file(tmp_path_factory):
+    """A teacher of the tiny options' size (16 / 2 / 4, x4)."""
+    path = tmp_path_factory.mktemp('t') / 'teacher.pth'
+    teacher = BlindSR_TA(n_feats=16, n_encoder_res=2, scale=4, n_sr_blocks=4)
+    torch.save({'params': teacher.state_dict(), 'params_ema': teacher.state_dict()}, path)
+    return str(path)
+
+
+@pytest.mark.parametrize('change,message', [
+    ({'scale': 2}, 'network_TA: teacher scale x4 differs from the student scale x2'),
+    ({'n_feats': 8}, 'does not match network_TA'),
+])
+def test_teacher_student_mismatch_is_a_clear_error(tmp_path, prepared, tiny_teacher_file, change, message):
+    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, pretrain_network_g=None,
+                      pretrain_network_TA=tiny_teacher_file)
+    opt['network_g'].update(change)
+    opt['network_TA'].update(change)
+    if 'scale' in change:
+        opt['network_TA']['scale'] = 4
+    with pytest.raises(OptionError, match=re.escape(message)):
+        build_model(opt)
+
+
+def test_student_init_from_a_teacher_of_another_width(tmp_path, prepared, tiny_teacher_file):
+    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, pretrain_network_g=tiny_teacher_file,
+                      pretrain_network_TA=tiny_teacher_file)
+    opt['network_g']['n_feats'] = 8
+    with pytest.raises(OptionError, match='path:pretrain_network_g: .*differ in width, depth or scale'):
+        build_model(opt)
+
+
+def test_missing_teacher_after_resume_points_to_ignore_resume_networks(tmp_path, prepared):
+    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, pretrain_network_g=None,
+                      pretrain_network_TA=str(tmp_path / 'models' / 'net_TA_4.pth'), resume_state='x/4.state')
+    with pytest.raises(MissingFileError, match='ignore_resume_networks: network_TA'):
+        build_model(opt)
+
+
+def _batch(opt, n):
+    dataset = build_dataset(opt['datasets']['train'])
+    return default_collate([dataset[i] for i in range(n)])
+
+
+def test_queue_size_not_divisible_by_batch(tmp_path, prepared):
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, top={'queue_size': 3})
+    model = build_model(opt)
+    with pytest.raises(OptionError, match=r'queue_size \(3\) must be divisible by the batch size per GPU \(2\)'):
+        model.feed_data(_batch(opt, 2))
+
+
+def test_gt_size_larger_than_the_gt_patches(tmp_path, prepared):
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, top={'gt_size': 512})
+    model = build_model(opt)
+    with pytest.raises(OptionError, match=r'gt_size \(512\) is larger than the GT patches .* \(400x400\)'):
+        model.feed_data(_batch(opt, 2))
+
+
+def test_synthesis_runs_on_the_model_device_and_validation_never_synthesises(tmp_path, prepared):
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared)
+    model = build_model(opt)
+    model.feed_data(_batch(opt, 2))
+    assert model.lq.shape == (2, 3, 16, 16) and model.gt.shape == (2, 3, 64, 64)
+    assert model.lq.device == model.gt.device == model.device
+    levels = model.lq * 255  # quantised to 8-bit levels, as the authors do
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    model.is_train = False
+    paired = {'lq': torch.rand(1, 3, 8, 8), 'gt': torch.rand(1, 3, 32, 32)}
+    model.feed_data(paired)
+    assert torch.equal(model.lq, paired['lq'])
+
+
+# ----------------------------------------------------------------- resume, DDP
+
+
+def test_auto_resume_after_a_kill_restores_iteration_optimiser_and_scheduler(tmp_path, prepared):
+    opt_file, name = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, iters=400)
+    states = tmp_path / 'experiments' / name / 'training_states'
+    dump = tmp_path / 'dump'
+    dump.mkdir()
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, 'probe_train.py'), str(dump), '-opt', str(opt_file)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (states / '6.state').exists():
+        assert proc.poll() is None and time.time() < deadline, 'training stopped before saving 6.state'
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = sorted(int(p.stem) for p in states.glob('*.state'))
+    last = max(saved)
+    expected = torch.load(states / f'{last}.state', map_location='cpu', weights_only=True)
+
+    text = opt_file.read_text().replace('total_iter: 400', f'total_iter: {last + 2}')
+    opt_file.write_text(text)
+    out = subprocess.run([sys.executable, os.path.join(HERE, 'probe_train.py'), str(dump), '-opt', str(opt_file),
+                          '--auto_resume'], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert f'Resuming training from epoch: {expected["epoch"]}, iter: {last}.' in log
+    assert re.search(rf'iter:\s+{last + 2}, ', log)
+    resumed = torch.load(dump / 'resumed_rank0.pth', map_location='cpu', weights_only=True)
+    assert resumed['schedulers'] == expected['schedulers']
+    got, want = resumed['optimizers'][0], expected['optimizers'][0]
+    assert got['param_groups'] == want['param_groups']
+    assert got['state'].keys() == want['state'].keys()
+    for key in want['state']:
+        for field in ('step', 'exp_avg', 'exp_avg_sq'):
+            assert torch.equal(got['state'][key][field], want['state'][key][field])
+
+
+def test_ddp_two_cpu_processes_train_identical_weights(tmp_path, prepared):
+    opt_file, _ = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, iters=4)
+    dump = tmp_path / 'dump'
+    dump.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env['OMP_NUM_THREADS'] = '1'
+    proc = subprocess.run([os.path.join(BIN, 'torchrun'), '--nproc_per_node=2', '--master_port=29517',
+                           os.path.join(HERE, 'probe_train.py'), str(dump), '-opt', str(opt_file), '--launcher',
+                           'pytorch'], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    assert 'World size (gpu number): 2' in log
+    rank0 = torch.load(dump / 'final_rank0.pth', weights_only=True)
+    rank1 = torch.load(dump / 'final_rank1.pth', weights_only=True)
+    assert rank0.keys() == rank1.keys()
+    for key in rank0:
+        assert torch.equal(rank0[key], rank1[key]), key
+    # and training did change them (both ranks moved together)
+    start = load_state_dict_file(str(next((tmp_path / 'experiments').glob('*/models/net_g_2.pth'))), 'params')
+    assert not torch.equal(start['G.head.0.weight'], rank0['G.head.0.weight'])

@@ -6,6 +6,7 @@ import torch
 from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..errors import OptionError
 from .kdsrnet_model import StudentMixin
 from .realworld import RealDegradationMixin
 from .teacher import take_teacher_init_path, teacher_idr
@@ -32,7 +33,7 @@ class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
         if self.is_train:
             self.usm_targets = self.opt['train'].get('usm_targets', 'authors')
             if self.usm_targets not in USM_TARGETS:
-                raise ValueError(f'train:usm_targets must be one of {", ".join(USM_TARGETS)}, '
+                raise OptionError(f'train:usm_targets must be one of {", ".join(USM_TARGETS)}, '
                                  f'got {self.usm_targets!r}.')
 
     def feed_data(self, data):

@@ -7,6 +7,7 @@ from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
+from ..errors import OptionError
 from .realworld import RealDegradationMixin
 from .teacher import build_frozen_teacher, init_student, take_teacher_init_path, teacher_idr
 
@@ -22,7 +23,7 @@ class KDSRNetTAModel(RealDegradationMixin, SRModel):
 
     def _forward(self, net):
         if getattr(self, 'gt', None) is None:
-            raise ValueError('KDSRNetTAModel needs GT images at validation/test time (the teacher encoder sees '
+            raise OptionError('KDSRNetTAModel needs GT images at validation/test time (the teacher encoder sees '
                              'HR); give the dataset a dataroot_gt.')
         return net(self.lq, self.gt)
 
@@ -60,7 +61,7 @@ class StudentMixin:
             self.net_TA = build_frozen_teacher(self.opt, self.device, student_scale)
             train_opt = self.opt['train']
             if train_opt.get('kd_opt') is None:
-                raise ValueError('train:kd_opt: a student is trained with the KD loss; add kd_opt (type: KDLoss).')
+                raise OptionError('train:kd_opt: a student is trained with the KD loss; add kd_opt (type: KDLoss).')
             self.cri_kd = build_loss(train_opt['kd_opt']).to(self.device)
         if teacher_path is not None:
             init_student(self, teacher_path)

@@ -12,6 +12,8 @@ import os
 import torch
 from basicsr.archs import vgg_arch
 
+from ..errors import MissingFileError
+
 VGG19_FILE = 'vgg19-dcbb9e9d.pth'
 
 
@@ -36,7 +38,7 @@ def local_vgg_weights(train_opt):
     found = next((p for p in _candidates(explicit) if os.path.isfile(p)), None)
     if found is None:
         looked = ', '.join(_candidates(explicit))
-        raise FileNotFoundError(f'train:perceptual_opt:vgg_weights: VGG19 weights not found (looked at {looked}); '
+        raise MissingFileError(f'train:perceptual_opt:vgg_weights: VGG19 weights not found (looked at {looked}); '
                                 f"set it to a local copy of torchvision's {VGG19_FILE}.")
     saved = vgg_arch.VGG_PRETRAIN_PATH
     vgg_arch.VGG_PRETRAIN_PATH = found

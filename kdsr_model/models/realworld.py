@@ -11,6 +11,7 @@ from basicsr.models.realesrnet_model import RealESRNetModel
 from basicsr.utils import DiffJPEG, USMSharp
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from ..errors import OptionError
 from .perceptual import local_vgg_weights
 
 
@@ -42,7 +43,13 @@ class RealDegradationMixin(DeviceAwareMixin):
     Call :meth:`init_degradation` at the end of ``__init__``.
     """
 
-    feed_data = RealESRNetModel.feed_data
+    def feed_data(self, data):
+        if self.is_train and 'kernel1' in data:
+            gt_h, gt_w = data['gt'].shape[-2:]
+            if min(gt_h, gt_w) < self.opt['gt_size']:
+                raise OptionError(f"gt_size ({self.opt['gt_size']}) is larger than the GT patches the dataset gives "
+                                  f'({gt_h}x{gt_w}); lower gt_size.')
+        RealESRNetModel.feed_data(self, data)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         was_train, self.is_train = self.is_train, False  # validation reads paired data: never synthesise
@@ -67,7 +74,7 @@ class RealDegradationMixin(DeviceAwareMixin):
         b = self.lq.size(0)
         if not hasattr(self, 'queue_lr'):
             if self.queue_size % b:
-                raise ValueError(f'queue_size ({self.queue_size}) must be divisible by the batch size per GPU ({b}); '
+                raise OptionError(f'queue_size ({self.queue_size}) must be divisible by the batch size per GPU ({b}); '
                                  'change queue_size or datasets:train:batch_size_per_gpu.')
             self.queue_lr = self.lq.new_zeros((self.queue_size, ) + tuple(self.lq.shape[1:]))
             self.queue_gt = self.gt.new_zeros((self.queue_size, ) + tuple(self.gt.shape[1:]))

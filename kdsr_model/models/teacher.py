@@ -7,6 +7,8 @@ from basicsr.utils import get_root_logger
 
 from kdsr_arch.checkpoint import detect_kdsr, init_student_from_teacher, load_state_dict_file
 
+from ..errors import MissingFileError, OptionError
+
 
 def _teacher_key(opt):
     """Which entry of the teacher file to read: ``param_key_TA``, else params_ema/params (auto).
@@ -20,25 +22,31 @@ def _teacher_key(opt):
 def build_frozen_teacher(opt, device, student_scale):
     """Build ``network_TA``, load ``path:pretrain_network_TA`` strictly, freeze it (eval, no grad)."""
     if opt.get('network_TA') is None:
-        raise ValueError('network_TA: the student needs its teacher; add a network_TA section (type: BlindSR_TA).')
+        raise OptionError('network_TA: the student needs its teacher; add a network_TA section (type: BlindSR_TA).')
     path = opt['path'].get('pretrain_network_TA')
     if not path:
-        raise ValueError('path:pretrain_network_TA: the student needs the trained teacher checkpoint; set it.')
+        raise OptionError('path:pretrain_network_TA: the student needs the trained teacher checkpoint; set it.')
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'path:pretrain_network_TA: teacher checkpoint {path} not found; train the teacher '
-                                'first (options/train_kdsrnet_x4TA.yml) or fix the path.')
+        if os.path.basename(path).startswith('net_TA_') and opt['path'].get('resume_state'):
+            raise MissingFileError('path:pretrain_network_TA: on resume BasicSR pointed it at the (never saved) '
+                                   f'{path}; add "ignore_resume_networks: network_TA" to the path section.')
+        raise MissingFileError(f'path:pretrain_network_TA: teacher checkpoint {path} not found; train the teacher '
+                               'first (options/train_kdsrnet_x4TA.yml) or fix the path.')
     teacher = build_network(opt['network_TA'])
     if teacher.scale != student_scale:
-        raise ValueError(f'network_TA: teacher scale x{teacher.scale} differs from the student scale '
+        raise OptionError(f'network_TA: teacher scale x{teacher.scale} differs from the student scale '
                          f'x{student_scale}; use one scale for both.')
-    state = load_state_dict_file(path, _teacher_key(opt))
-    spec = detect_kdsr(state, path)
+    try:
+        state = load_state_dict_file(path, _teacher_key(opt))
+        spec = detect_kdsr(state, path)
+    except (ValueError, KeyError) as err:
+        raise OptionError(f'path:pretrain_network_TA: {err}') from None
     if not spec.is_teacher:
-        raise ValueError(f'path:pretrain_network_TA: {path} holds a student (BlindSR_ST), not a teacher.')
+        raise OptionError(f'path:pretrain_network_TA: {path} holds a student (BlindSR_ST), not a teacher.')
     try:
         teacher.load_state_dict(state, strict=True)
     except RuntimeError:
-        raise ValueError(f'path:pretrain_network_TA: {path} is a teacher with {spec.options()}, which does not match '
+        raise OptionError(f'path:pretrain_network_TA: {path} is a teacher with {spec.options()}, which does not match '
                          f'network_TA {opt["network_TA"]}.') from None
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
@@ -51,9 +59,14 @@ def take_teacher_init_path(opt):
     """If ``path:pretrain_network_g`` names a teacher file, remove it from the options (so that
     BasicSR does not load it with strict=False) and return it; else return None."""
     path = opt['path'].get('pretrain_network_g')
-    if not path or not os.path.isfile(path):
+    if not path:
         return None
-    spec = detect_kdsr(load_state_dict_file(path, opt['path'].get('param_key_g', 'auto')), path)
+    if not os.path.isfile(path):
+        raise MissingFileError(f'path:pretrain_network_g: {path} not found; fix the path or set it to ~.')
+    try:
+        spec = detect_kdsr(load_state_dict_file(path, opt['path'].get('param_key_g', 'auto')), path)
+    except (ValueError, KeyError) as err:
+        raise OptionError(f'path:pretrain_network_g: {err}') from None
     if not spec.is_teacher:
         return None
     opt['path']['pretrain_network_g'] = None
@@ -64,8 +77,11 @@ def init_student(model, teacher_path):
     """Start the student (and its EMA copy) from a teacher file, as ``init_from_teacher`` says."""
     mode = model.opt['train'].get('init_from_teacher', 'authors') if model.is_train else 'authors'
     net = model.get_bare_model(model.net_g)
-    report = init_student_from_teacher(net, teacher_path, mode=mode, param_key=model.opt['path'].get(
-        'param_key_g', 'auto'))
+    try:
+        report = init_student_from_teacher(net, teacher_path, mode=mode,
+                                           param_key=model.opt['path'].get('param_key_g', 'auto'))
+    except ValueError as err:
+        raise OptionError(f'path:pretrain_network_g: {err}') from None
     get_root_logger().info(f'Student initialised from teacher {teacher_path} ({mode}): {len(report["loaded"])} '
                            f'tensors copied, encoder tensors left fresh: {len(report["skipped"])}.')
     if hasattr(model, 'net_g_ema'):

@@ -1,0 +1,105 @@
+"""``kdsr-prepare``: a folder of HR images -> sub-images, meta_info and (optionally) LMDB.
+
+    kdsr-prepare --hr datasets/DF2K/HR --out datasets/DF2K_sub [--lmdb]
+
+Writes ``OUT/sub/*.png`` (overlapping crops, as BasicSR's ``extract_subimages.py`` makes
+them: ``crop_size`` 400, ``step`` 200, ``thresh_size`` 0), ``OUT/meta_info.txt`` (one file
+name a line, what ``RealESRGANDataset``'s ``meta_info`` reads with ``dataroot_gt: OUT/sub``)
+and with ``--lmdb`` ``OUT/sub.lmdb`` through BasicSR's ``lmdb_util.make_lmdb_from_imgs``
+(use ``dataroot_gt: OUT/sub.lmdb`` with ``io_backend: {type: lmdb}``). A file that cannot be
+read gets one line and is skipped; the command exits with status 1 if any was skipped.
+"""
+import argparse
+import os
+import shutil
+import sys
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def crop_positions(length, crop_size, step, thresh_size):
+    """Top-left offsets along one axis: every ``step``, plus a last crop at the border when the
+    remainder exceeds ``thresh_size`` (BasicSR's rule)."""
+    positions = list(range(0, length - crop_size + 1, step))
+    if not positions:
+        return []
+    if length - (positions[-1] + crop_size) > thresh_size:
+        positions.append(length - crop_size)
+    return positions
+
+
+def extract_subimages(img, crop_size=400, step=200, thresh_size=0):
+    """Yield the crops of one image (H x W x C array) in row-major order."""
+    h, w = img.shape[:2]
+    for y in crop_positions(h, crop_size, step, thresh_size):
+        for x in crop_positions(w, crop_size, step, thresh_size):
+            yield np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size])
+
+
+def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=False, compress_level=3):
+    """Run the whole preparation; returns ``(written sub-image names, failures [(file, reason)])``."""
+    if not os.path.isdir(hr_dir):
+        raise SystemExit(f'kdsr-prepare: error: --hr {hr_dir}: not a folder.')
+    sub_dir = os.path.join(out_dir, 'sub')
+    for existing in (sub_dir, os.path.join(out_dir, 'meta_info.txt'), os.path.join(out_dir, 'sub.lmdb')):
+        if os.path.exists(existing):
+            raise SystemExit(f'kdsr-prepare: error: {existing} exists; choose another --out (nothing is overwritten).')
+    files = sorted(f for f in os.listdir(hr_dir) if f.lower().endswith(IMG_EXTS))
+    if not files:
+        raise SystemExit(f'kdsr-prepare: error: --hr {hr_dir}: no images ({", ".join(IMG_EXTS)}).')
+    partial = sub_dir + '.partial'
+    shutil.rmtree(partial, ignore_errors=True)
+    os.makedirs(partial)
+    names, failures = [], []
+    for name in tqdm(files, desc='sub-images', unit='img'):
+        img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            failures.append((name, 'not a readable image'))
+            tqdm.write(f'kdsr-prepare: skipped {os.path.join(hr_dir, name)}: not a readable image')
+            continue
+        if min(img.shape[:2]) < crop_size:
+            failures.append((name, f'smaller than crop size {crop_size}'))
+            tqdm.write(f'kdsr-prepare: skipped {os.path.join(hr_dir, name)}: {img.shape[1]}x{img.shape[0]} is '
+                       f'smaller than --crop-size {crop_size}')
+            continue
+        stem = os.path.splitext(name)[0]
+        for idx, crop in enumerate(extract_subimages(img, crop_size, step, thresh_size), start=1):
+            sub_name = f'{stem}_s{idx:03d}.png'
+            cv2.imwrite(os.path.join(partial, sub_name), crop, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+            names.append(sub_name)
+    os.replace(partial, sub_dir)  # complete sub-images appear at once, never half a folder
+    with open(os.path.join(out_dir, 'meta_info.txt'), 'w') as f:
+        f.writelines(f'{n}\n' for n in names)
+    if make_lmdb:
+        from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+        lmdb_partial = os.path.join(out_dir, 'sub.partial.lmdb')
+        shutil.rmtree(lmdb_partial, ignore_errors=True)
+        make_lmdb_from_imgs(sub_dir, lmdb_partial, names, [os.path.splitext(n)[0] for n in names],
+                            compress_level=compress_level)
+        os.replace(lmdb_partial, os.path.join(out_dir, 'sub.lmdb'))
+    return names, failures
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='kdsr-prepare', description=__doc__.split('\n\n')[0])
+    parser.add_argument('--hr', required=True, help='folder of HR images')
+    parser.add_argument('--out', required=True, help='output folder (sub/, meta_info.txt, sub.lmdb/)')
+    parser.add_argument('--crop-size', type=int, default=400)
+    parser.add_argument('--step', type=int, default=200)
+    parser.add_argument('--thresh-size', type=int, default=0)
+    parser.add_argument('--lmdb', action='store_true', help='also write an LMDB of the sub-images')
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    names, failures = prepare(args.hr, args.out, args.crop_size, args.step, args.thresh_size, args.lmdb)
+    print(f'kdsr-prepare: {len(names)} sub-images in {os.path.join(args.out, "sub")}, meta_info '
+          f'{os.path.join(args.out, "meta_info.txt")}' + (', LMDB sub.lmdb' if args.lmdb else '') +
+          (f'; {len(failures)} file(s) skipped' if failures else ''))
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
