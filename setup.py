@@ -65,7 +65,7 @@ setup(
         'facexlib',
         'gfpgan',
     ],
-    extras_require={'test': ['pytest', 'setuptools>=64', 'wheel']},
+    extras_require={'test': ['pytest', 'setuptools>=64', 'wheel', 'realesrgan']},
     entry_points={
         'console_scripts': [
             'kdsr-train=kdsr_model.train:main',

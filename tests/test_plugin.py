@@ -183,3 +183,13 @@ def test_wheels_carry_the_start_up_file_at_the_site_packages_root(tmp_path, hook
         assert whl.read('kdsr-basicsr.pth').decode().strip() == 'import _kdsr_autoload; _kdsr_autoload.install()'
         if hook == 'build_wheel':
             assert '_kdsr_autoload.py' in names and 'kdsr_arch/blindsr_arch.py' in names
+
+
+@pytest.mark.parametrize('order', ['import realesrgan\nimport kdsr_model', 'import kdsr_model\nimport realesrgan'])
+def test_imports_together_with_realesrgan(order):
+    """Nothing we register clashes with BasicSR's or Real-ESRGAN's names (UNetDiscriminatorSN...)."""
+    out = run_py(order + '\n' + REGISTRIES + "from basicsr.utils.registry import MODEL_REGISTRY\n"
+                 "print('models', 'RealESRGANModel' in MODEL_REGISTRY, 'KDSRGANSTModel' in MODEL_REGISTRY)\n"
+                 "print('disc', ARCH_REGISTRY.get('UNetDiscriminatorSN').__module__)\n").stdout
+    assert 'arch True' in out and 'loss True' in out and 'models True True' in out
+    assert 'disc basicsr.archs.discriminator_arch' in out

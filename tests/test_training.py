@@ -322,3 +322,43 @@ def test_ddp_two_cpu_processes_train_identical_weights(tmp_path, prepared):
     # and training did change them (both ranks moved together)
     start = load_state_dict_file(str(next((tmp_path / 'experiments').glob('*/models/net_g_2.pth'))), 'params')
     assert not torch.equal(start['G.head.0.weight'], rank0['G.head.0.weight'])
+
+
+# ----------------------------------------------------------------- the authors' option files
+
+
+@pytest.fixture(scope='module')
+def full_size_checkpoints(tmp_path_factory):
+    """KDSR-GAN-size teacher and student files in the authors' BasicSR format (random weights)."""
+    from kdsr_arch import build_preset
+    root = tmp_path_factory.mktemp('full')
+    paths = {}
+    for name, preset in (('KDSRT-rec.pth', 'KDSR_T-GAN'), ('KDSRS-rec.pth', 'KDSR_S-GAN')):
+        state = build_preset(preset).state_dict()
+        torch.save({'params': state, 'params_ema': state}, root / name)
+        paths[name] = str(root / name)
+    return paths
+
+
+@pytest.mark.parametrize('name', ['train_kdsrnet_x4TA.yml', 'train_kdsrnet_x4ST.yml', 'train_kdsrgan_x4ST.yml',
+                                  'train_kdsrgan_x4STV2.yml', 'test_kdsrnet_x4TA.yml', 'test_kdsrgan_x4ST.yml'])
+def test_authors_option_files_build_their_models_with_only_paths_changed(name, tmp_path, full_size_checkpoints,
+                                                                        vgg19_file, monkeypatch):
+    with open(os.path.join(REPO, 'options', name)) as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    is_train = name.startswith('train')
+    for key, value in opt['path'].items():  # the placeholders -> our files
+        if key.startswith('pretrain_network') and value:
+            opt['path'][key] = full_size_checkpoints.get(os.path.basename(value), full_size_checkpoints['KDSRS-rec.pth'])
+    monkeypatch.setenv('KDSR_VGG19_WEIGHTS', str(vgg19_file))
+    opt.update(dist=False, rank=0, world_size=1, is_train=is_train, num_gpu=0)
+    root = tmp_path / 'exp'
+    opt['path'].update(experiments_root=str(root), models=str(root), log=str(root), training_states=str(root),
+                       visualization=str(root), results_root=str(root))
+    model = build_model(opt)
+    assert type(model).__name__ == opt['model_type']
+    net = model.get_bare_model(model.net_g)
+    assert sum(p.numel() for p in net.parameters()) == (18_901_403 if 'TA' in name else 18_846_107)
+    if is_train and opt['model_type'] != 'KDSRNetTAModel':
+        assert sum(p.numel() for p in model.net_TA.parameters()) == 18_901_403
+        assert not any(p.requires_grad for p in model.net_TA.parameters())
