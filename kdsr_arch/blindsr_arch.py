@@ -17,8 +17,24 @@ def teacher_in_channels(scale):
     return 3 + 3 * scale * scale
 
 
+class _BlindSR(nn.Module):
+    """Generator ``G`` plus a KD-IDE encoder stored under ``ENCODER`` (``E_st`` or ``E``)."""
+    ENCODER = None
+
+    def __init__(self, n_feats, n_encoder_res, scale, n_sr_blocks, in_channels):
+        super().__init__()
+        self.scale = check_scale(scale)
+        self.G = KDSR(n_feats=n_feats, scale=self.scale, n_sr_blocks=n_sr_blocks)
+        setattr(self, self.ENCODER, KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res,
+                                           in_channels=in_channels(self.scale)))
+
+    def upsample(self, lq, idr):
+        """Run the generator on ``lq`` with a given IDR (B, C)."""
+        return self.G(lq, idr)
+
+
 @ARCH_REGISTRY.register()
-class BlindSR_ST(nn.Module):
+class BlindSR_ST(_BlindSR):
     """KDSR student: the encoder ``E_st`` sees the LR image only.
 
     Args:
@@ -27,20 +43,14 @@ class BlindSR_ST(nn.Module):
         scale (int): Upsampling factor (2, 3, 4 or 8). Default: 4.
         n_sr_blocks (int): IDR-DCRB blocks in ``G``. Default: 42.
     """
+    ENCODER = 'E_st'
 
     def __init__(self, n_feats=128, n_encoder_res=6, scale=4, n_sr_blocks=42):
-        super().__init__()
-        self.scale = check_scale(scale)
-        self.G = KDSR(n_feats=n_feats, scale=self.scale, n_sr_blocks=n_sr_blocks)
-        self.E_st = KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res, in_channels=3)
+        super().__init__(n_feats, n_encoder_res, scale, n_sr_blocks, in_channels=lambda s: 3)
 
     def encode(self, lq):
         """LR (B, 3, h, w) in [0, 1] -> (idr (B, C), [idr_prime (B, 4C)])."""
         return self.E_st(lq)
-
-    def upsample(self, lq, idr):
-        """Run the generator on ``lq`` with a given IDR (B, C)."""
-        return self.G(lq, idr)
 
     def forward(self, lq):
         idr, idr_prime = self.encode(lq)
@@ -49,7 +59,7 @@ class BlindSR_ST(nn.Module):
 
 
 @ARCH_REGISTRY.register()
-class BlindSR_TA(nn.Module):
+class BlindSR_TA(_BlindSR):
     """KDSR teacher: the encoder ``E`` sees the LR image and the pixel-unshuffled HR image.
 
     The encoder takes 3 + 3*scale**2 channels, so every supported scale works (the authors'
@@ -61,12 +71,10 @@ class BlindSR_TA(nn.Module):
         scale (int): Upsampling factor (2, 3, 4 or 8). Default: 4.
         n_sr_blocks (int): IDR-DCRB blocks in ``G``. Default: 42.
     """
+    ENCODER = 'E'
 
     def __init__(self, n_feats=128, n_encoder_res=6, scale=4, n_sr_blocks=42):
-        super().__init__()
-        self.scale = check_scale(scale)
-        self.G = KDSR(n_feats=n_feats, scale=self.scale, n_sr_blocks=n_sr_blocks)
-        self.E = KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res, in_channels=teacher_in_channels(self.scale))
+        super().__init__(n_feats, n_encoder_res, scale, n_sr_blocks, in_channels=teacher_in_channels)
         self.pixel_unshuffle = nn.PixelUnshuffle(self.scale)
 
     def encoder_input(self, lq, gt):
@@ -81,12 +89,7 @@ class BlindSR_TA(nn.Module):
         """(LR, HR) -> (idr (B, C), [idr_prime (B, 4C)])."""
         return self.E(self.encoder_input(lq, gt))
 
-    def upsample(self, lq, idr):
-        """Run the generator on ``lq`` with a given IDR (B, C)."""
-        return self.G(lq, idr)
-
     def forward(self, lq, gt):
         idr, idr_prime = self.encode(lq, gt)
         sr = self.G(lq, idr)
         return (sr, idr_prime) if self.training else sr
-

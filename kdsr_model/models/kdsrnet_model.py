@@ -12,8 +12,24 @@ from .realworld import RealDegradationMixin
 from .teacher import build_frozen_teacher, init_student, take_teacher_init_path, teacher_idr
 
 
+class GeneratorStepMixin:
+    """The end of a generator step: optional perceptual loss, backward, step, log, EMA."""
+
+    def step_generator(self, loss_dict):
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    loss_dict[name] = value
+        sum(loss_dict.values()).backward()
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+
 @MODEL_REGISTRY.register()
-class KDSRNetTAModel(RealDegradationMixin, SRModel):
+class KDSRNetTAModel(GeneratorStepMixin, RealDegradationMixin, SRModel):
     """Teacher KD-IDE_T + KDSR generator, trained with L1 (+ optional perceptual) on LQ
     synthesised on the fly from GT. The teacher sees GT, also at validation (oracle)."""
 
@@ -30,18 +46,7 @@ class KDSRNetTAModel(RealDegradationMixin, SRModel):
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
         self.output, _ = self._forward(self.net_g)
-        loss_dict = OrderedDict()
-        l_total = self.cri_pix(self.output, self.gt)
-        loss_dict['l_pix'] = l_total
-        if self.cri_perceptual:
-            l_percep, _ = self.cri_perceptual(self.output, self.gt)
-            l_total = l_total + l_percep
-            loss_dict['l_percep'] = l_percep
-        l_total.backward()
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        self.step_generator(OrderedDict(l_pix=self.cri_pix(self.output, self.gt)))
 
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
@@ -82,7 +87,7 @@ class StudentMixin:
 
 
 @MODEL_REGISTRY.register()
-class KDSRNetSTModel(StudentMixin, RealDegradationMixin, SRModel):
+class KDSRNetSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRModel):
     """Student KD-IDE_S + KDSR generator: L1 + KD towards the frozen teacher's IDR."""
 
     def __init__(self, opt):
@@ -96,17 +101,4 @@ class KDSRNetSTModel(StudentMixin, RealDegradationMixin, SRModel):
         t_fea = teacher_idr(self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
         self.output, s_fea = self.net_g(self.lq)
-        loss_dict = OrderedDict()
-        l_pix = self.cri_pix(self.output, self.gt)
-        l_kd = self.cri_kd(t_fea, s_fea)
-        loss_dict['l_pix'], loss_dict['l_kd'] = l_pix, l_kd
-        l_total = l_pix + l_kd
-        if self.cri_perceptual:
-            l_percep, _ = self.cri_perceptual(self.output, self.gt)
-            l_total = l_total + l_percep
-            loss_dict['l_percep'] = l_percep
-        l_total.backward()
-        self.optimizer_g.step()
-        self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        self.step_generator(OrderedDict(l_pix=self.cri_pix(self.output, self.gt), l_kd=self.cri_kd(t_fea, s_fea)))
