@@ -5,11 +5,14 @@ from collections import OrderedDict
 import torch
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..errors import OptionError
 from .realworld import RealDegradationMixin
 from .teacher import build_frozen_teacher, init_student, take_teacher_init_path, teacher_idr
+
+ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder')
 
 
 class GeneratorStepMixin:
@@ -68,6 +71,10 @@ class StudentMixin:
             if train_opt.get('kd_opt') is None:
                 raise OptionError('train:kd_opt: a student is trained with the KD loss; add kd_opt (type: KDLoss).')
             self.cri_kd = build_loss(train_opt['kd_opt']).to(self.device)
+            unused = [k for k in ENCODER_KEYS if k in train_opt]
+            if unused:
+                get_root_logger().info(f'{", ".join(unused)}: accepted and unused, as in the authors\' KDSR-GAN code '
+                                       '(no encoder-only phase).')
         if teacher_path is not None:
             init_student(self, teacher_path)
 
