@@ -60,8 +60,10 @@ def _register_kdsr():
     try:
         import kdsr_model  # noqa: F401  (registers everything)
     except Exception as err:  # a broken plugin must not break every BasicSR user
-        print(f'kdsr: KDSR classes were not registered in BasicSR ({type(err).__name__}: {err}). '
-              'Set KDSR_NO_AUTOLOAD=1 to silence this.', file=sys.stderr)
+        print(
+            f'kdsr: KDSR classes were not registered in BasicSR ({type(err).__name__}: {err}). '
+            'Set KDSR_NO_AUTOLOAD=1 to silence this.',
+            file=sys.stderr)
 
 
 class BasicSRHook:

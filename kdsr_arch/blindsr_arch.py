@@ -25,8 +25,8 @@ class _BlindSR(nn.Module):
         super().__init__()
         self.scale = check_scale(scale)
         self.G = KDSR(n_feats=n_feats, scale=self.scale, n_sr_blocks=n_sr_blocks)
-        setattr(self, self.ENCODER, KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res,
-                                           in_channels=in_channels(self.scale)))
+        setattr(self, self.ENCODER,
+                KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res, in_channels=in_channels(self.scale)))
 
     def upsample(self, lq, idr):
         """Run the generator on ``lq`` with a given IDR (B, C)."""

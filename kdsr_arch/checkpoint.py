@@ -79,8 +79,8 @@ class KDSRSpec:
         return ARCH_REGISTRY.get(opt.pop('type'))(**opt)
 
 
-_G_REQUIRED = ('G.sub_mean.weight', 'G.head.0.weight', 'G.body.0.body.0.da_conv1.kernel.0.weight',
-               'G.body.1.weight', 'G.tail.0.0.weight', 'G.tail.1.weight')
+_G_REQUIRED = ('G.sub_mean.weight', 'G.head.0.weight', 'G.body.0.body.0.da_conv1.kernel.0.weight', 'G.body.1.weight',
+               'G.tail.0.0.weight', 'G.tail.1.weight')
 _ENCODER_PREFIX = {'BlindSR_ST': 'E_st.', 'BlindSR_TA': 'E.'}
 
 
@@ -113,7 +113,8 @@ def detect_kdsr(state, source='checkpoint'):
     elif first_out == 4 * n_feats:
         scale = 2**stages
     else:
-        raise ValueError(f'{source}: upsampler G.tail.0 has an unexpected shape {tuple(state["G.tail.0.0.weight"].shape)}.')
+        raise ValueError(
+            f'{source}: upsampler G.tail.0 has an unexpected shape {tuple(state["G.tail.0.0.weight"].shape)}.')
     in_ch = state[enc + 'E.0.weight'].shape[1]
     expected_in = 3 if arch == 'BlindSR_ST' else teacher_in_channels(scale)
     if in_ch != expected_in:

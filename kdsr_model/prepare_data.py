@@ -78,8 +78,8 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
         from basicsr.utils.lmdb_util import make_lmdb_from_imgs
         lmdb_partial = os.path.join(out_dir, 'sub.partial.lmdb')
         shutil.rmtree(lmdb_partial, ignore_errors=True)
-        make_lmdb_from_imgs(sub_dir, lmdb_partial, names, [os.path.splitext(n)[0] for n in names],
-                            compress_level=compress_level)
+        make_lmdb_from_imgs(
+            sub_dir, lmdb_partial, names, [os.path.splitext(n)[0] for n in names], compress_level=compress_level)
         os.replace(lmdb_partial, os.path.join(out_dir, 'sub.lmdb'))
     return names, failures
 

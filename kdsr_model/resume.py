@@ -19,8 +19,10 @@ def latest_state(training_states):
     """The ``<iter>.state`` file with the highest iteration in a folder, or None."""
     if not os.path.isdir(training_states):
         return None
-    iters = [int(name[:-len('.state')]) for name in scandir(training_states, suffix='.state', recursive=False)
-             if name[:-len('.state')].isdigit()]
+    iters = [
+        int(name[:-len('.state')]) for name in scandir(training_states, suffix='.state', recursive=False)
+        if name[:-len('.state')].isdigit()
+    ]
     return os.path.join(training_states, f'{max(iters)}.state') if iters else None
 
 

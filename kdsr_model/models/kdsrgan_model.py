@@ -34,7 +34,7 @@ class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
             self.usm_targets = self.opt['train'].get('usm_targets', 'authors')
             if self.usm_targets not in USM_TARGETS:
                 raise OptionError(f'train:usm_targets must be one of {", ".join(USM_TARGETS)}, '
-                                 f'got {self.usm_targets!r}.')
+                                  f'got {self.usm_targets!r}.')
 
     def feed_data(self, data):
         super().feed_data(data)
@@ -43,8 +43,10 @@ class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
                 self.gt_usm = self.usm_sharpener(self.gt)
 
     def _targets(self):
-        pick = {flag: self.gt_usm if self.opt.get(flag, False) else self.gt
-                for flag in ('l1_gt_usm', 'percep_gt_usm', 'gan_gt_usm')}
+        pick = {
+            flag: self.gt_usm if self.opt.get(flag, False) else self.gt
+            for flag in ('l1_gt_usm', 'percep_gt_usm', 'gan_gt_usm')
+        }
         if self.usm_targets == 'authors':
             return pick['l1_gt_usm'], self.gt, self.gt, self.gt
         return pick['l1_gt_usm'], pick['l1_gt_usm'], pick['percep_gt_usm'], pick['gan_gt_usm']
@@ -89,8 +91,11 @@ class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
         l_d_fake = self.cri_gan(fake_d_pred, False, is_disc=True)
         l_d_fake.backward()
         self.optimizer_d.step()
-        loss_dict.update(l_d_real=l_d_real, l_d_fake=l_d_fake, out_d_real=real_d_pred.detach().mean(),
-                         out_d_fake=fake_d_pred.detach().mean())
+        loss_dict.update(
+            l_d_real=l_d_real,
+            l_d_fake=l_d_fake,
+            out_d_real=real_d_pred.detach().mean(),
+            out_d_fake=fake_d_pred.detach().mean())
 
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:

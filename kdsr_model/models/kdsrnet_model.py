@@ -16,9 +16,14 @@ ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder
 
 
 class GeneratorStepMixin:
-    """The end of a generator step: optional perceptual loss, backward, step, log, EMA."""
+    """The rest of a generator step once ``self.output`` exists: the configured pixel and
+    perceptual losses plus ``extra`` ones, backward, step, log, EMA."""
 
-    def step_generator(self, loss_dict):
+    def step_generator(self, **extra):
+        loss_dict = OrderedDict()
+        if self.cri_pix:
+            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+        loss_dict.update(extra)
         if self.cri_perceptual:
             l_percep, l_style = self.cri_perceptual(self.output, self.gt)
             for name, value in (('l_percep', l_percep), ('l_style', l_style)):
@@ -43,13 +48,13 @@ class KDSRNetTAModel(GeneratorStepMixin, RealDegradationMixin, SRModel):
     def _forward(self, net):
         if getattr(self, 'gt', None) is None:
             raise OptionError('KDSRNetTAModel needs GT images at validation/test time (the teacher encoder sees '
-                             'HR); give the dataset a dataroot_gt.')
+                              'HR); give the dataset a dataroot_gt.')
         return net(self.lq, self.gt)
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
         self.output, _ = self._forward(self.net_g)
-        self.step_generator(OrderedDict(l_pix=self.cri_pix(self.output, self.gt)))
+        self.step_generator()
 
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
@@ -108,4 +113,4 @@ class KDSRNetSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRM
         t_fea = teacher_idr(self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
         self.output, s_fea = self.net_g(self.lq)
-        self.step_generator(OrderedDict(l_pix=self.cri_pix(self.output, self.gt), l_kd=self.cri_kd(t_fea, s_fea)))
+        self.step_generator(l_kd=self.cri_kd(t_fea, s_fea))

@@ -39,7 +39,7 @@ def local_vgg_weights(train_opt):
     if found is None:
         looked = ', '.join(_candidates(explicit))
         raise MissingFileError(f'train:perceptual_opt:vgg_weights: VGG19 weights not found (looked at {looked}); '
-                                f"set it to a local copy of torchvision's {VGG19_FILE}.")
+                               f"set it to a local copy of torchvision's {VGG19_FILE}.")
     saved = vgg_arch.VGG_PRETRAIN_PATH
     vgg_arch.VGG_PRETRAIN_PATH = found
     try:

@@ -49,6 +49,8 @@ class RealDegradationMixin(DeviceAwareMixin):
             if min(gt_h, gt_w) < self.opt['gt_size']:
                 raise OptionError(f"gt_size ({self.opt['gt_size']}) is larger than the GT patches the dataset gives "
                                   f'({gt_h}x{gt_w}); lower gt_size.')
+        if 'gt' not in data and hasattr(self, 'gt'):
+            del self.gt  # never pair an LQ with the GT of an earlier batch
         RealESRNetModel.feed_data(self, data)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
@@ -75,7 +77,7 @@ class RealDegradationMixin(DeviceAwareMixin):
         if not hasattr(self, 'queue_lr'):
             if self.queue_size % b:
                 raise OptionError(f'queue_size ({self.queue_size}) must be divisible by the batch size per GPU ({b}); '
-                                 'change queue_size or datasets:train:batch_size_per_gpu.')
+                                  'change queue_size or datasets:train:batch_size_per_gpu.')
             self.queue_lr = self.lq.new_zeros((self.queue_size, ) + tuple(self.lq.shape[1:]))
             self.queue_gt = self.gt.new_zeros((self.queue_size, ) + tuple(self.gt.shape[1:]))
             self.queue_ptr = 0

@@ -35,7 +35,7 @@ def build_frozen_teacher(opt, device, student_scale):
     teacher = build_network(opt['network_TA'])
     if teacher.scale != student_scale:
         raise OptionError(f'network_TA: teacher scale x{teacher.scale} differs from the student scale '
-                         f'x{student_scale}; use one scale for both.')
+                          f'x{student_scale}; use one scale for both.')
     try:
         state = load_state_dict_file(path, _teacher_key(opt))
         spec = detect_kdsr(state, path)
@@ -47,7 +47,7 @@ def build_frozen_teacher(opt, device, student_scale):
         teacher.load_state_dict(state, strict=True)
     except RuntimeError:
         raise OptionError(f'path:pretrain_network_TA: {path} is a teacher with {spec.options()}, which does not match '
-                         f'network_TA {opt["network_TA"]}.') from None
+                          f'network_TA {opt["network_TA"]}.') from None
     teacher = teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad = False
@@ -78,8 +78,8 @@ def init_student(model, teacher_path):
     mode = model.opt['train'].get('init_from_teacher', 'authors') if model.is_train else 'authors'
     net = model.get_bare_model(model.net_g)
     try:
-        report = init_student_from_teacher(net, teacher_path, mode=mode,
-                                           param_key=model.opt['path'].get('param_key_g', 'auto'))
+        report = init_student_from_teacher(
+            net, teacher_path, mode=mode, param_key=model.opt['path'].get('param_key_g', 'auto'))
     except ValueError as err:
         raise OptionError(f'path:pretrain_network_g: {err}') from None
     get_root_logger().info(f'Student initialised from teacher {teacher_path} ({mode}): {len(report["loaded"])} '
