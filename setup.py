@@ -71,6 +71,7 @@ setup(
             'kdsr-train=kdsr_model.train:main',
             'kdsr-test=kdsr_model.test:main',
             'kdsr-prepare=kdsr_model.prepare_data:main',
+            'kdsr-degrade=kdsr_model.degrade:main',
         ],
     },
     classifiers=[

@@ -1,26 +1,16 @@
 """What every real-world KDSR model shares: Real-ESRGAN's degradation synthesis on any device.
 
-The synthesis itself is BasicSR's own ``RealESRNetModel.feed_data`` (second-order blur,
-resize, Gaussian/Poisson noise, DiffJPEG, final sinc, 8-bit rounding, paired crop), used
-unchanged. This mixin supplies what that code expects but creates with a hard-coded
-``.cuda()`` (the JPEG simulator, the USM sharpener, the training-pair pool), so that it runs
-on the model's device, CPU included, and it wraps networks for DDP on CPU (gloo) and CUDA.
+The synthesis is :class:`kdsr_model.degrade.RealWorldDegrader` (BasicSR's own
+``RealESRNetModel.feed_data``, unchanged, on the model's device); this mixin adds the
+training-pair pool, paired data for validation, option checks, and DDP wrapping on CPU
+(gloo) and CUDA.
 """
 import torch
-from basicsr.models.realesrnet_model import RealESRNetModel
-from basicsr.utils import DiffJPEG, USMSharp
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from ..degrade import RealWorldDegrader
 from ..errors import OptionError
 from .perceptual import local_vgg_weights
-
-
-class ContiguousDiffJPEG(DiffJPEG):
-    """BasicSR's DiffJPEG with a contiguous output: its output can be non-contiguous on current
-    torch, and BasicSR's ``filter2D`` (the second blur) calls ``.view`` on it."""
-
-    def forward(self, x, quality):
-        return super().forward(x, quality).contiguous()
 
 
 class DeviceAwareMixin:
@@ -44,14 +34,21 @@ class RealDegradationMixin(DeviceAwareMixin):
     """
 
     def feed_data(self, data):
-        if self.is_train and 'kernel1' in data:
+        if self.is_train and self.opt.get('high_order_degradation', True):
             gt_h, gt_w = data['gt'].shape[-2:]
             if min(gt_h, gt_w) < self.opt['gt_size']:
                 raise OptionError(f"gt_size ({self.opt['gt_size']}) is larger than the GT patches the dataset gives "
                                   f'({gt_h}x{gt_w}); lower gt_size.')
-        if 'gt' not in data and hasattr(self, 'gt'):
+            self.lq, self.gt = self.degrader(data)
+            self._dequeue_and_enqueue()
+            self.lq = self.lq.contiguous()
+            return
+        self.lq = data['lq'].to(self.device)
+        if 'gt' in data:
+            self.gt = data['gt'].to(self.device)
+            self.gt_usm = self.usm_sharpener(self.gt)
+        elif hasattr(self, 'gt'):
             del self.gt  # never pair an LQ with the GT of an earlier batch
-        RealESRNetModel.feed_data(self, data)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         was_train, self.is_train = self.is_train, False  # validation reads paired data: never synthesise
@@ -65,10 +62,10 @@ class RealDegradationMixin(DeviceAwareMixin):
             super().init_training_settings()
 
     def init_degradation(self):
-        self.jpeger = ContiguousDiffJPEG(differentiable=False).to(self.device)
-        self.usm_sharpener = USMSharp().to(self.device)
-        self.queue_size = self.opt.get('queue_size', 180)
         self.opt.setdefault('gt_usm', False)
+        self.degrader = RealWorldDegrader(self.opt, self.device)
+        self.usm_sharpener = self.degrader.usm_sharpener
+        self.queue_size = self.opt.get('queue_size', 180)
 
     @torch.no_grad()
     def _dequeue_and_enqueue(self):

@@ -1,0 +1,64 @@
+"""kdsr-prepare and kdsr-degrade on real images on disk."""
+import hashlib
+import os
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from kdsr_model.degrade import make_test_set
+from kdsr_model.prepare_data import crop_positions, prepare
+from test_plugin import BIN, REPO
+
+SAMPLES = os.path.join(REPO, 'datasets', 'samples')
+
+
+def test_crop_positions_follow_basicsr_rule():
+    assert crop_positions(1000, 400, 200, 0) == [0, 200, 400, 600]  # 600 + 400 == 1000: no extra crop
+    assert crop_positions(1020, 400, 200, 0) == [0, 200, 400, 600, 620]  # border crop for the 20 px left
+    assert crop_positions(1020, 400, 200, 50) == [0, 200, 400, 600]  # remainder 20 <= thresh_size
+    assert crop_positions(300, 400, 200, 0) == []
+
+
+def test_prepare_skips_bad_files_and_never_overwrites(tmp_path, photos):
+    hr = tmp_path / 'hr'
+    hr.mkdir()
+    img = cv2.imread(os.path.join(photos, 'val', 'Garden.png'))
+    cv2.imwrite(str(hr / 'garden.png'), img)
+    (hr / 'empty.png').write_bytes(b'')
+    cv2.imwrite(str(hr / 'tiny.png'), img[:100, :100])
+    names, failures = prepare(str(hr), str(tmp_path / 'out'), crop_size=400, step=200, make_lmdb=True)
+    h, w = img.shape[:2]
+    assert len(names) == len(crop_positions(h, 400, 200, 0)) * len(crop_positions(w, 400, 200, 0))
+    assert sorted(f for f, _ in failures) == ['empty.png', 'tiny.png']
+    assert (tmp_path / 'out' / 'meta_info.txt').read_text().split() == names
+    crop = cv2.imread(str(tmp_path / 'out' / 'sub' / names[-1]))
+    assert np.array_equal(crop, img[h - 400:, w - 400:])  # the last crop sits on the bottom-right border
+    assert (tmp_path / 'out' / 'sub.lmdb' / 'data.mdb').is_file()
+    assert not list(tmp_path.glob('out/*partial*'))
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-prepare'), '--hr', str(hr), '--out', str(tmp_path / 'out')],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and 'exists; choose another --out' in proc.stderr
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_degraded_test_set_is_seeded_and_sized(tmp_path):
+    a = make_test_set(os.path.join(SAMPLES, 'train'), str(tmp_path / 'a'), scale=4, seed=3, gt_size=256)
+    make_test_set(os.path.join(SAMPLES, 'train'), str(tmp_path / 'b'), scale=4, seed=3, gt_size=256)
+    make_test_set(os.path.join(SAMPLES, 'train'), str(tmp_path / 'c'), scale=4, seed=4, gt_size=256)
+    assert a == ['astronaut.png', 'coffee.png', 'rocket.png']
+    assert _digest(tmp_path / 'a' / 'lq') == _digest(tmp_path / 'b' / 'lq')
+    assert _digest(tmp_path / 'a' / 'lq') != _digest(tmp_path / 'c' / 'lq')
+    for name in a:
+        assert cv2.imread(str(tmp_path / 'a' / 'gt' / name)).shape == (256, 256, 3)
+        assert cv2.imread(str(tmp_path / 'a' / 'lq' / name)).shape == (64, 64, 3)
+
+
+def test_degrade_refuses_to_overwrite(tmp_path):
+    (tmp_path / 'gt').mkdir()
+    with pytest.raises(SystemExit, match='exists'):
+        make_test_set(os.path.join(SAMPLES, 'train'), str(tmp_path))
