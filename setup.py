@@ -72,6 +72,7 @@ setup(
             'kdsr-test=kdsr_model.test:main',
             'kdsr-prepare=kdsr_model.prepare_data:main',
             'kdsr-degrade=kdsr_model.degrade:main',
+            'kdsr-upscale=kdsr_model.upscale_cli:main',
         ],
     },
     classifiers=[

@@ -1,0 +1,192 @@
+"""``kdsr-upscale``: upscale an image or a folder of images with a KDSR student.
+
+Flags follow Real-ESRGAN's ``inference_realesrgan.py`` where the meaning is the same. With
+no ``-m`` the built-in default model is used. Outputs are written atomically (a temporary
+file, then a rename), existing outputs are skipped unless ``--overwrite``, inputs are never
+written over, and a file that cannot be read gets one line and the run goes on; the exit
+status is 1 if any file failed. Under ``torchrun --nproc_per_node=N`` the files are shared
+out between the processes (each file once), one GPU each when CUDA is there.
+"""
+import argparse
+import os
+import sys
+
+import cv2
+import numpy as np
+
+IMG_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.bmp')
+EXTS_16BIT = ('png', 'tif', 'tiff')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog='kdsr-upscale', description=__doc__.split('\n\n')[0])
+    p.add_argument('-i', '--input', required=True, help='input image or folder')
+    p.add_argument('-o', '--output', default='results', help='output folder (default: results)')
+    p.add_argument('-m', '--model', default=None, help='KDSR student checkpoint (default: the built-in model)')
+    p.add_argument('-s', '--outscale', type=float, default=None, help="final scale (default: the model's)")
+    p.add_argument('--suffix', default='out', help='suffix of the output names (default: out; "" for none)')
+    p.add_argument('--ext', default='auto', choices=['auto', 'png', 'jpg', 'webp', 'tif', 'bmp'],
+                   help='output format; auto: as the input (png for alpha or 16-bit in a format without them)')
+    p.add_argument('-t', '--tile', type=int, default=0, help='LR tile size, 0: automatic (whole image if it fits)')
+    p.add_argument('--tile_pad', type=int, default=None, help='tile overlap in LR pixels (default: receptive radius)')
+    p.add_argument('--pre_pad', type=int, default=0, help='reflect padding at the bottom/right borders')
+    p.add_argument('--fp32', action='store_true', help='full precision on CUDA (fp16 is the CUDA default; CPU is fp32)')
+    p.add_argument('--alpha_upsampler', default='kdsr', choices=['kdsr', 'realesrgan', 'bicubic'],
+                   help="alpha channel: through the KDSR net ('realesrgan' means the same) or bicubic")
+    p.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device index (0 is the first GPU)')
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'])
+    p.add_argument('--overwrite', action='store_true', help='replace outputs that already exist')
+    return p.parse_args(argv)
+
+
+def list_inputs(path):
+    if os.path.isfile(path):
+        return [path]
+    if os.path.isdir(path):
+        return [os.path.join(path, f) for f in sorted(os.listdir(path))
+                if f.lower().endswith(IMG_EXTS) and os.path.isfile(os.path.join(path, f))]
+    raise FileNotFoundError(f'{path}: no such file or folder')
+
+
+def exif_rotation(path):
+    """The EXIF orientation tag of a JPEG/TIFF/WebP (1 if none)."""
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            return im.getexif().get(0x0112, 1)
+    except Exception:
+        return 1
+
+
+def apply_orientation(img, orientation):
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
+           7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1]}
+    return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
+
+
+def read_image(path):
+    """Read as OpenCV does, keeping bit depth, alpha and grayscale; EXIF orientation applied.
+    Raises ValueError with a short reason for files that are not usable images."""
+    if os.path.getsize(path) == 0:
+        raise ValueError('empty file')
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError('not an image, truncated, or a format OpenCV cannot read')
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
+    if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
+        raise ValueError(f'unsupported channel count {img.shape[2]}')
+    if path.lower().endswith(('.jpg', '.jpeg', '.tif', '.tiff', '.webp')):
+        img = apply_orientation(img, exif_rotation(path))
+    return img
+
+
+def output_ext(args_ext, in_path, img):
+    ext = os.path.splitext(in_path)[1][1:].lower() if args_ext == 'auto' else args_ext
+    ext = {'jpeg': 'jpg', 'tiff': 'tif'}.get(ext, ext)
+    has_alpha = img.ndim == 3 and img.shape[2] == 4
+    if args_ext == 'auto' and ((has_alpha and ext in ('jpg', 'bmp')) or (img.dtype == np.uint16
+                                                                          and ext not in EXTS_16BIT)):
+        ext = 'png'
+    return ext
+
+
+def write_atomic(path, img):
+    """Encode, write to a temporary file beside ``path``, then rename: never a partial image."""
+    ext = os.path.splitext(path)[1].lower()
+    if img.dtype == np.uint16 and ext[1:] not in EXTS_16BIT:
+        img = (img / 257.0).round().astype(np.uint8)
+    if ext in ('.jpg', '.jpeg', '.bmp') and img.ndim == 3 and img.shape[2] == 4:
+        img = img[:, :, :3]
+    ok, buf = cv2.imencode(ext, img)
+    if not ok:
+        raise ValueError(f'could not encode as {ext}')
+    tmp = os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.partial-{os.getpid()}')
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(buf.tobytes())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_partials(folder):
+    """Delete temporary files left by an earlier run that was killed (its process is gone)."""
+    for name in os.listdir(folder):
+        pid = name.rsplit('.partial-', 1)[1] if name.startswith('.') and '.partial-' in name else ''
+        if pid.isdigit() and not _alive(int(pid)):
+            os.remove(os.path.join(folder, name))
+
+
+def shard(files):
+    """This process's share under torchrun (RANK/WORLD_SIZE), else all files."""
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    rank = int(os.environ.get('RANK', '0'))
+    return files[rank::world], rank, world
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import torch
+    from tqdm import tqdm
+
+    from .upscaler import KDSRUpscaler
+
+    try:
+        files = list_inputs(args.input)
+    except FileNotFoundError as err:
+        print(f'kdsr-upscale: error: -i {err}', file=sys.stderr)
+        return 2
+    files, rank, world = shard(files)
+    gpu_id = args.gpu_id
+    if world > 1 and gpu_id is None and torch.cuda.is_available():
+        gpu_id = int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()
+    try:
+        upscaler = KDSRUpscaler(args.model, device=args.device, gpu_id=gpu_id, half=not args.fp32, tile=args.tile,
+                                tile_pad=args.tile_pad, pre_pad=args.pre_pad)
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f'kdsr-upscale: error: {err}', file=sys.stderr)
+        return 2
+    os.makedirs(args.output, exist_ok=True)
+    remove_stale_partials(args.output)
+    inputs = {os.path.realpath(f) for f in files}
+    written = skipped = 0
+    failed = []
+    for path in tqdm(files, desc=f'upscaling{f" (rank {rank})" if world > 1 else ""}', unit='img', position=rank,
+                     disable=None):
+        stem = os.path.splitext(os.path.basename(path))[0]
+        try:
+            img = read_image(path)
+            name = f'{stem}_{args.suffix}' if args.suffix else stem
+            out_path = os.path.join(args.output, f'{name}.{output_ext(args.ext, path, img)}')
+            if os.path.realpath(out_path) in inputs:
+                raise ValueError(f'output {out_path} would overwrite an input; use another -o or --suffix')
+            if os.path.exists(out_path) and not args.overwrite:
+                skipped += 1
+                continue
+            out, _ = upscaler.enhance(img, outscale=args.outscale, alpha_upsampler=args.alpha_upsampler)
+            write_atomic(out_path, out)
+            written += 1
+        except (ValueError, OSError, cv2.error) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            tqdm.write(f'kdsr-upscale: failed {path}: {reason}', file=sys.stderr)
+            failed.append(path)
+    print(f'kdsr-upscale: {written} written, {skipped} skipped (output exists; --overwrite to redo), '
+          f'{len(failed)} failed -> {args.output}')
+    return 1 if failed else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""kdsr-upscale and KDSRUpscaler on real images on disk."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from kdsr_arch import BlindSR_ST, BlindSR_TA
+from kdsr_model.upscaler import KDSRUpscaler, receptive_radius
+from test_plugin import BIN
+
+SMALL = dict(n_feats=8, n_encoder_res=2, n_sr_blocks=3)
+
+
+@pytest.fixture(scope='module')
+def student_file(tmp_path_factory):
+    torch.manual_seed(0)
+    net = BlindSR_ST(scale=4, **SMALL)
+    path = tmp_path_factory.mktemp('model') / 'student.pth'
+    torch.save({'params': net.state_dict(), 'params_ema': net.state_dict()}, path)
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def photo_crops(tmp_path_factory, photos):
+    """Small crops of the real val photos, as PNG and JPEG."""
+    folder = tmp_path_factory.mktemp('inputs')
+    for i, name in enumerate(sorted(os.listdir(os.path.join(photos, 'val')))[:3]):
+        img = cv2.imread(os.path.join(photos, 'val', name))
+        crop = img[100:148, 200:264]
+        ext = 'jpg' if i == 2 else 'png'
+        cv2.imwrite(str(folder / f'{os.path.splitext(name)[0]}.{ext}'), crop)
+    return folder
+
+
+def _photo(photos, h=40, w=56):
+    img = cv2.imread(os.path.join(photos, 'val', 'Garden.png'))
+    return np.ascontiguousarray(img[200:200 + h, 300:300 + w])
+
+
+def cli(*args, check=None, cwd=None):
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-upscale'), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+    if check is not None:
+        assert proc.returncode == check, proc.stdout + proc.stderr
+    return proc
+
+
+def test_tiled_equals_untiled_with_the_default_pad(student_file, photos):
+    up = KDSRUpscaler(student_file, device='cpu')
+    assert up.tile_pad == receptive_radius(3) == 10
+    lq = torch.from_numpy(_photo(photos).astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
+    whole = up.upsample_tensor(lq)
+    up.tile = 16
+    tiled = up.upsample_tensor(lq)
+    assert whole.shape == tiled.shape == (1, 3, 160, 224)
+    assert (whole - tiled).abs().max().item() < 1e-5
+    up.tile_pad = 2  # too little context: tiles no longer agree at their seams
+    assert (whole - up.upsample_tensor(lq)).abs().max().item() > 1e-3
+
+
+def test_tiles_share_one_idr(student_file, photos, monkeypatch):
+    up = KDSRUpscaler(student_file, device='cpu', tile=16)
+    calls = []
+    real_encode = up.net.encode
+    monkeypatch.setattr(up.net, 'encode', lambda x: calls.append(x.shape) or real_encode(x))
+    up.enhance(_photo(photos))
+    assert len(calls) == 1  # one IDR for the whole image, however many tiles
+
+
+def test_out_of_memory_is_retried_with_smaller_tiles(student_file, photos, monkeypatch):
+    up = KDSRUpscaler(student_file, device='cpu')
+    real_run = up._run
+
+    def limited(lq, idr):  # this "device" fails on inputs over 2000 px: the 40x56 image, not 42x42 tiles
+        if lq.shape[-1] * lq.shape[-2] > 2000:
+            raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')
+        return real_run(lq, idr)
+
+    expected, _ = up.enhance(_photo(photos))
+    monkeypatch.setattr(up, '_run', limited)
+    got, _ = up.enhance(_photo(photos))
+    assert up.last_tile_retry == 32  # 512, 256, ... 64 failed too (untiled), 32 fits
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_automatic_tiling_when_the_image_would_not_fit(student_file):
+    up = KDSRUpscaler(student_file, device='cpu')
+    assert up.auto_tile(64, 64) == 0
+    tile = up.auto_tile(20000, 20000)
+    assert 32 <= tile < 20000
+    assert up.activation_bytes(tile + 2 * up.tile_pad, tile + 2 * up.tile_pad) <= 1.5 * 2**30
+
+
+def test_alpha_gray_16bit_and_outscale_kept(student_file, photos):
+    up = KDSRUpscaler(student_file, device='cpu')
+    rgb = _photo(photos, 24, 32)
+    alpha = np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (24, 1))
+    out, mode = up.enhance(np.dstack([rgb, alpha]), alpha_upsampler='bicubic')
+    assert mode == 'RGBA' and out.shape == (96, 128, 4) and out.dtype == np.uint8
+    assert np.array_equal(out[:, :, 3], cv2.resize(alpha, (128, 96), interpolation=cv2.INTER_CUBIC))
+    out_k, _ = up.enhance(np.dstack([rgb, alpha]), alpha_upsampler='kdsr')
+    assert out_k.shape == (96, 128, 4) and not np.array_equal(out_k[:, :, 3], out[:, :, 3])
+
+    gray = cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY)
+    out, mode = up.enhance(gray)
+    assert mode == 'L' and out.shape == (96, 128)
+
+    out16, _ = up.enhance(rgb.astype(np.uint16) * 257)  # the same picture at 16 bits
+    out8, _ = up.enhance(rgb)
+    assert out16.dtype == np.uint16
+    assert np.abs(out16 / 257.0 - out8).max() <= 1.0
+    dark16, _ = up.enhance(rgb.astype(np.uint16))  # 16-bit by dtype although every value is below 256
+    assert dark16.dtype == np.uint16 and dark16.shape == out16.shape
+
+    out, _ = up.enhance(rgb, outscale=2.5)
+    assert out.shape == (60, 80, 3)
+
+
+def test_teacher_and_wrong_files_are_clear_errors(tmp_path):
+    teacher = tmp_path / 'KDSRT.pth'
+    torch.save({'params_ema': BlindSR_TA(**SMALL).state_dict()}, teacher)
+    with pytest.raises(ValueError, match='KDSRT.pth: a KDSR teacher .* needs the HR image'):
+        KDSRUpscaler(str(teacher), device='cpu')
+    junk = tmp_path / 'junk.pth'
+    junk.write_text('hello')
+    proc = cli('-i', tmp_path, '-o', tmp_path / 'o', '-m', junk, check=2)
+    assert proc.stderr.strip().splitlines() == [f'kdsr-upscale: error: {junk}: not a loadable PyTorch weights file '
+                                                '(' + proc.stderr.split('(', 1)[1].strip()]
+
+
+def test_folder_run_with_bad_files_skip_and_overwrite(tmp_path, student_file, photo_crops):
+    inputs = tmp_path / 'in'
+    inputs.mkdir()
+    for f in photo_crops.iterdir():
+        (inputs / f.name).write_bytes(f.read_bytes())
+    (inputs / 'zero.png').write_bytes(b'')
+    (inputs / 'notes.png').write_text('not an image')
+    good = cv2.imread(str(next(photo_crops.glob('*.png'))))
+    ok, buf = cv2.imencode('.png', good)
+    (inputs / 'truncated.png').write_bytes(buf.tobytes()[:len(buf) // 2])
+    out = tmp_path / 'out'
+    proc = cli('-i', inputs, '-o', out, '-m', student_file, '-s', 2, check=1)
+    failed = [line for line in proc.stderr.splitlines() if line.startswith('kdsr-upscale: failed')]
+    assert sorted(line.split()[2].rstrip(':') for line in failed) == sorted(
+        str(inputs / n) for n in ('zero.png', 'notes.png', 'truncated.png'))
+    assert 'kdsr-upscale: 3 written, 0 skipped' in proc.stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f'{os.path.splitext(f.name)[0]}_out.{f.suffix[1:]}' for f in photo_crops.iterdir())
+    for f in out.iterdir():
+        assert cv2.imread(str(f)).shape == (96, 128, 3)  # 48x64 input, -s 2
+    mtimes = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    proc = cli('-i', inputs, '-o', out, '-m', student_file, '-s', 2, check=1)
+    assert '0 written, 3 skipped' in proc.stdout
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == mtimes
+    proc = cli('-i', inputs, '-o', out, '-m', student_file, '-s', 2, '--overwrite', check=1)
+    assert '3 written, 0 skipped' in proc.stdout
+
+
+def test_formats_exif_16bit_files_and_inputs_never_overwritten(tmp_path, student_file, photos):
+    from PIL import Image
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    rgb = _photo(photos, 20, 30)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb[:, :, ::-1]).save(folder / 'rotated.jpg', exif=exif)
+    cv2.imwrite(str(folder / 'deep.png'), rgb.astype(np.uint16) * 257)
+    cv2.imwrite(str(folder / 'gray.tif'), cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY))
+    cv2.imwrite(str(folder / 'alpha.png'), np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)]))
+    cv2.imwrite(str(folder / 'photo.webp'), rgb)
+    cv2.imwrite(str(folder / 'photo.bmp'), rgb)
+    Image.fromarray(rgb[:, :, ::-1]).convert('P').save(folder / 'palette.png')
+    out = tmp_path / 'out'
+    cli('-i', folder, '-o', out, '-m', student_file, check=0)
+    rotated = cv2.imread(str(out / 'rotated_out.jpg'))
+    assert rotated.shape == (120, 80, 3)  # EXIF orientation applied: portrait
+    deep = cv2.imread(str(out / 'deep_out.png'), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.shape == (80, 120, 3)
+    assert cv2.imread(str(out / 'gray_out.tif'), cv2.IMREAD_UNCHANGED).shape == (80, 120)
+    assert cv2.imread(str(out / 'alpha_out.png'), cv2.IMREAD_UNCHANGED).shape == (80, 120, 4)
+    assert cv2.imread(str(out / 'photo_out.webp')).shape == (80, 120, 3)
+    assert cv2.imread(str(out / 'photo_out.bmp')).shape == (80, 120, 3)
+    assert cv2.imread(str(out / 'palette_out.png')).shape == (80, 120, 3)
+    cli('-i', folder, '-o', out, '-m', student_file, '--ext', 'jpg', '--suffix', 'x', check=0)
+    assert cv2.imread(str(out / 'deep_x.jpg'), cv2.IMREAD_UNCHANGED).dtype == np.uint8
+
+    before = (folder / 'photo.bmp').read_bytes()
+    proc = cli('-i', folder, '-o', folder, '-m', student_file, '--suffix', '', '--overwrite', check=1)
+    assert 'would overwrite an input' in proc.stderr
+    assert (folder / 'photo.bmp').read_bytes() == before
+
+
+def test_killed_run_leaves_no_partial_output_and_resumes(tmp_path, photos):
+    torch.manual_seed(0)
+    slow = tmp_path / 'slow.pth'  # a bigger net, so that the kill lands mid-run
+    torch.save({'params': BlindSR_ST(n_feats=32, n_encoder_res=2, n_sr_blocks=8).state_dict()}, slow)
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    img = cv2.imread(os.path.join(photos, 'val', 'Garden.png'))
+    for i in range(8):
+        cv2.imwrite(str(folder / f'img{i}.png'), img[i * 40:i * 40 + 120, :160])
+    out = tmp_path / 'out'
+    proc = subprocess.Popen([os.path.join(BIN, 'kdsr-upscale'), '-i', str(folder), '-o', str(out), '-m', str(slow)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out.is_dir() and any(not p.name.startswith('.') for p in out.iterdir())):
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = [p for p in out.iterdir() if not p.name.startswith('.')]
+    assert 0 < len(done) < 8
+    for p in done:  # every visible output is a whole image
+        assert cv2.imread(str(p)).shape == (480, 640, 3)
+    proc = cli('-i', folder, '-o', out, '-m', slow, check=0)
+    assert f'{8 - len(done)} written, {len(done)} skipped' in proc.stdout
+    assert sorted(p.name for p in out.iterdir()) == [f'img{i}_out.png' for i in range(8)]
+
+
+def test_torchrun_shards_files_between_processes(tmp_path, student_file, photo_crops):
+    out = tmp_path / 'out'
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
+    env['OMP_NUM_THREADS'] = '1'
+    proc = subprocess.run([os.path.join(BIN, 'torchrun'), '--nproc_per_node=2', '--master_port=29531', '-m',
+                           'kdsr_model.upscale_cli', '-i', str(photo_crops), '-o', str(out), '-m', student_file],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = [int(n) for n in __import__('re').findall(r'kdsr-upscale: (\d+) written', proc.stdout)]
+    assert sorted(counts) == [1, 2]  # 3 files, each done once, by one of the 2 processes
+    assert len(list(out.iterdir())) == 3
+
+
+def test_script_for_clone_users_is_the_same_command(tmp_path, student_file, photo_crops):
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'inference',
+                          'inference_kdsr.py')
+    proc = subprocess.run([sys.executable, script, '-i', str(photo_crops), '-o', str(tmp_path), '-m', student_file],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and '3 written' in proc.stdout
