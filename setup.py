@@ -65,7 +65,10 @@ setup(
         'facexlib',
         'gfpgan',
     ],
-    extras_require={'test': ['pytest', 'setuptools>=64', 'wheel', 'realesrgan']},
+    extras_require={
+        'spandrel': ['spandrel'],
+        'test': ['pytest', 'setuptools>=64', 'wheel', 'realesrgan', 'spandrel'],
+    },
     entry_points={
         'console_scripts': [
             'kdsr-train=kdsr_model.train:main',

@@ -243,3 +243,25 @@ def test_script_for_clone_users_is_the_same_command(tmp_path, student_file, phot
     proc = subprocess.run([sys.executable, script, '-i', str(photo_crops), '-o', str(tmp_path), '-m', student_file],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and '3 written' in proc.stdout
+
+
+def test_spandrel_loads_kdsr_students(tmp_path, photos):
+    import spandrel
+
+    import kdsr_model.spandrel_support as kdsr_spandrel
+    kdsr_spandrel.register()
+    kdsr_spandrel.register()  # idempotent
+    torch.manual_seed(1)
+    net = BlindSR_ST(scale=3, **SMALL).eval()
+    path = tmp_path / 'kdsr_x3.pth'
+    torch.save({'params': net.state_dict(), 'params_ema': net.state_dict()}, path)
+    model = spandrel.ModelLoader().load_from_file(str(path))
+    assert model.architecture.id == 'KDSR' and model.scale == 3 and model.purpose == 'SR'
+    assert model.tags == ['8nf', '3nb', '2er']
+    lq = torch.from_numpy(_photo(photos, 16, 20)[:, :, ::-1].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        assert torch.allclose(model(lq), net(lq).clamp(0, 1), atol=1e-6)
+    teacher = tmp_path / 'teacher.pth'
+    torch.save({'params': BlindSR_TA(**SMALL).state_dict()}, teacher)
+    with pytest.raises(spandrel.UnsupportedModelError):
+        spandrel.ModelLoader().load_from_file(str(teacher))
