@@ -33,6 +33,11 @@ def parse_args(argv=None):
     p.add_argument('--fp32', action='store_true', help='full precision on CUDA (fp16 is the CUDA default; CPU is fp32)')
     p.add_argument('--alpha_upsampler', default='kdsr', choices=['kdsr', 'realesrgan', 'bicubic'],
                    help="alpha channel: through the KDSR net ('realesrgan' means the same) or bicubic")
+    p.add_argument('--face_enhance', action='store_true', help='restore faces with GFPGAN (local weights, see below)')
+    p.add_argument('--face_model', default=None, help='GFPGAN weights file (default: $KDSR_GFPGAN_MODEL)')
+    p.add_argument('--facexlib_dir', default=None,
+                   help="folder with facexlib's detection_Resnet50_Final.pth and parsing_parsenet.pth "
+                   '(default: $KDSR_FACEXLIB_DIR)')
     p.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device index (0 is the first GPU)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'])
     p.add_argument('--overwrite', action='store_true', help='replace outputs that already exist')
@@ -156,6 +161,10 @@ def main(argv=None):
     try:
         upscaler = KDSRUpscaler(args.model, device=args.device, gpu_id=gpu_id, half=not args.fp32, tile=args.tile,
                                 tile_pad=args.tile_pad, pre_pad=args.pre_pad)
+        face_enhancer = None
+        if args.face_enhance:
+            from .faces import FaceEnhancer
+            face_enhancer = FaceEnhancer(upscaler, args.outscale or upscaler.scale, args.face_model, args.facexlib_dir)
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f'kdsr-upscale: error: {err}', file=sys.stderr)
         return 2
@@ -176,7 +185,13 @@ def main(argv=None):
             if os.path.exists(out_path) and not args.overwrite:
                 skipped += 1
                 continue
-            out, _ = upscaler.enhance(img, outscale=args.outscale, alpha_upsampler=args.alpha_upsampler)
+            if face_enhancer is not None and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+                out, _ = face_enhancer.enhance(img)
+            else:
+                if face_enhancer is not None:
+                    tqdm.write(f'kdsr-upscale: {path}: faces are restored on 8-bit RGB images only; upscaled '
+                               'without face enhancement', file=sys.stderr)
+                out, _ = upscaler.enhance(img, outscale=args.outscale, alpha_upsampler=args.alpha_upsampler)
             write_atomic(out_path, out)
             written += 1
         except (ValueError, OSError, cv2.error) as err:

@@ -265,3 +265,58 @@ def test_spandrel_loads_kdsr_students(tmp_path, photos):
     torch.save({'params': BlindSR_TA(**SMALL).state_dict()}, teacher)
     with pytest.raises(spandrel.UnsupportedModelError):
         spandrel.ModelLoader().load_from_file(str(teacher))
+
+
+@pytest.fixture(scope='module')
+def face_weights(tmp_path_factory):
+    """GFPGAN and facexlib weight files of the right architectures, with random weights."""
+    from facexlib.detection.retinaface import RetinaFace
+    from facexlib.parsing.parsenet import ParseNet
+    from gfpgan.archs.gfpganv1_clean_arch import GFPGANv1Clean
+    root = tmp_path_factory.mktemp('faces')
+    torch.manual_seed(0)
+    gfpgan = GFPGANv1Clean(out_size=512, num_style_feat=512, channel_multiplier=2, decoder_load_path=None,
+                           fix_decoder=False, num_mlp=8, input_is_latent=True, different_w=True, narrow=1,
+                           sft_half=True)
+    torch.save({'params_ema': gfpgan.state_dict()}, root / 'GFPGANv1.4.pth')
+    facexlib = root / 'facexlib'
+    facexlib.mkdir()
+    detector = RetinaFace(network_name='resnet50', device='cpu')
+    with torch.no_grad():  # a silent face classifier: random weights would 'find' hundreds of faces
+        for head in detector.ClassHead:
+            head.conv1x1.weight.zero_()
+            head.conv1x1.bias.zero_()
+    torch.save(detector.state_dict(), facexlib / 'detection_Resnet50_Final.pth')
+    torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), facexlib / 'parsing_parsenet.pth')
+    return root / 'GFPGANv1.4.pth', facexlib
+
+
+def test_face_enhance_runs_gfpgan_from_local_files(tmp_path, student_file, photo_crops, face_weights):
+    model, facexlib = face_weights
+    out = tmp_path / 'out'
+    proc = cli('-i', photo_crops, '-o', out, '-m', student_file, '--face_enhance', '--face_model', model,
+               '--facexlib_dir', facexlib, '-s', 2, check=0, cwd=tmp_path)
+    assert '3 written' in proc.stdout and 'Downloading' not in proc.stdout + proc.stderr
+    assert not (tmp_path / 'gfpgan').exists()  # nothing looked for or fetched under the working directory
+    for f in out.iterdir():
+        assert cv2.imread(str(f)).shape == (96, 128, 3)
+
+
+def test_face_restoration_step_with_self_made_weights(student_file, face_weights, photos):
+    from kdsr_model.faces import FaceEnhancer
+    model, facexlib = face_weights
+    enhancer = FaceEnhancer(KDSRUpscaler(student_file, device='cpu'), 2, str(model), str(facexlib))
+    face = cv2.resize(_photo(photos, 64, 64), (512, 512))
+    _, restored, _ = enhancer.gfpgan.enhance(face, has_aligned=True, paste_back=False)
+    assert len(restored) == 1 and restored[0].shape == (512, 512, 3) and restored[0].dtype == np.uint8
+    assert not np.array_equal(restored[0], face)  # went through the GFPGAN network
+
+
+def test_face_enhance_names_the_missing_weights(tmp_path, student_file, photo_crops, face_weights):
+    model, facexlib = face_weights
+    proc = cli('-i', photo_crops, '-o', tmp_path, '-m', student_file, '--face_enhance', check=2, cwd=tmp_path)
+    assert proc.stderr.strip().startswith('kdsr-upscale: error: --face_model: a local GFPGAN weights file')
+    proc = cli('-i', photo_crops, '-o', tmp_path, '-m', student_file, '--face_enhance', '--face_model', model,
+               '--facexlib_dir', tmp_path, check=2, cwd=tmp_path)
+    assert 'kdsr-upscale: error: --facexlib_dir: detection_Resnet50_Final.pth and parsing_parsenet.pth not found' \
+        in proc.stderr

@@ -1,0 +1,27 @@
+"""Export a trained KDSR student for inference: the EMA weights only, checked and re-loaded.
+
+    python scripts/export_model.py experiments/NAME/models/net_g_latest.pth OUT.pth
+"""
+import os
+import sys
+
+import torch
+
+from kdsr_arch import load_kdsr
+
+
+def main(src, dst):
+    net, spec = load_kdsr(src)  # params_ema preferred; strict load proves the file is whole
+    if spec.is_teacher:
+        raise SystemExit(f'{src}: a teacher; export a student.')
+    os.makedirs(os.path.dirname(dst) or '.', exist_ok=True)
+    tmp = dst + '.partial'
+    torch.save({'params_ema': net.state_dict()}, tmp)
+    load_kdsr(tmp)
+    os.replace(tmp, dst)
+    print(f'{dst}: {spec.options()}, {sum(p.numel() for p in net.parameters()):,} parameters, '
+          f'{os.path.getsize(dst) / 2**20:.1f} MiB')
+
+
+if __name__ == '__main__':
+    main(*sys.argv[1:3])
