@@ -52,6 +52,7 @@ setup(
     python_requires='>=3.8',
     packages=find_packages(include=['kdsr_arch', 'kdsr_arch.*', 'kdsr_model', 'kdsr_model.*']),
     py_modules=['_kdsr_autoload'],
+    package_data={'kdsr_model': ['weights/*.pth']},
     cmdclass=CMDCLASS,
     install_requires=[
         'basicsr>=1.4.2',

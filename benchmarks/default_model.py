@@ -1,0 +1,73 @@
+"""The built-in model against bicubic on real-world-degraded val photos, and CPU speed.
+
+    python benchmarks/default_model.py [--photos ../shared/data/photos] [--model PATH]
+
+Degrades ``PHOTOS/val`` with the seeded real-world pipeline (``kdsr-degrade``, seed 0, two
+400x400 crops per image), then prints PSNR-Y (BasicSR's calculate_psnr, crop 4) of the model
+and of bicubic upsampling against the HR crops, and seconds per output megapixel on this CPU
+for the built-in model and for a KDSR-GAN-size student (random weights: speed only).
+"""
+import argparse
+import os
+import statistics
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import torch
+from basicsr.metrics import calculate_psnr
+
+from kdsr_arch import build_preset
+from kdsr_model.degrade import make_test_set
+from kdsr_model.upscaler import KDSRUpscaler
+
+
+def seconds_per_megapixel(up, img, repeats=3):
+    up.enhance(img)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out, _ = up.enhance(img)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) / (out.shape[0] * out.shape[1] / 1e6)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('--photos', default=os.path.join('..', 'shared', 'data', 'photos'))
+    parser.add_argument('--model', default=None)
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    up = KDSRUpscaler(args.model, device='cpu')
+    with tempfile.TemporaryDirectory() as tmp:
+        names = make_test_set(os.path.join(args.photos, 'val'), tmp, scale=4, seed=0, crops=2)
+        rows = []
+        for name in names:
+            gt = cv2.imread(os.path.join(tmp, 'gt', name))
+            lq = cv2.imread(os.path.join(tmp, 'lq', name))
+            sr, _ = up.enhance(lq)
+            bic = cv2.resize(lq, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_CUBIC)
+            rows.append((name, calculate_psnr(sr, gt, 4, test_y_channel=True),
+                         calculate_psnr(bic, gt, 4, test_y_channel=True)))
+    print(f'# built-in model {up.spec.options()}, {sum(p.numel() for p in up.net.parameters()):,} parameters\n')
+    print('| image | KDSR PSNR-Y | bicubic PSNR-Y | gain |')
+    print('|---|---|---|---|')
+    for name, p_sr, p_bic in rows:
+        print(f'| {name} | {p_sr:.2f} | {p_bic:.2f} | {p_sr - p_bic:+.2f} |')
+    m_sr, m_bic = np.mean([r[1] for r in rows]), np.mean([r[2] for r in rows])
+    print(f'| **mean** | **{m_sr:.2f}** | **{m_bic:.2f}** | **{m_sr - m_bic:+.2f}** |\n')
+
+    img = cv2.imread(os.path.join(args.photos, 'val', sorted(os.listdir(os.path.join(args.photos, 'val')))[0]))
+    img = np.ascontiguousarray(img[:256, :256])
+    gan = tempfile.NamedTemporaryFile(suffix='.pth', delete=False)
+    torch.save({'params': build_preset('KDSR_S-GAN').state_dict()}, gan.name)
+    print(f'CPU speed ({torch.get_num_threads()} threads), 256x256 -> 1024x1024:')
+    print(f'- built-in model: {seconds_per_megapixel(up, img):.2f} s per output megapixel')
+    print(f'- KDSR-GAN size (18.8M params): {seconds_per_megapixel(KDSRUpscaler(gan.name, device="cpu"), img, 1):.2f} '
+          's per output megapixel')
+    os.unlink(gan.name)
+
+
+if __name__ == '__main__':
+    main()
