@@ -83,6 +83,9 @@ class KDSRUpscaler:
     """
 
     def __init__(self, model_path=None, device='auto', gpu_id=None, half=None, tile=0, tile_pad=None, pre_pad=0):
+        if model_path is None and not os.path.isfile(DEFAULT_MODEL):
+            raise FileNotFoundError('no built-in model in this installation yet; give a KDSR student checkpoint '
+                                    'with -m/--model (any BlindSR_ST file, e.g. the authors\' KDSRS-GAN.pth).')
         self.model_path = model_path or DEFAULT_MODEL
         self.device = device if isinstance(device, torch.device) else pick_device(device, gpu_id)
         net, spec = load_kdsr(self.model_path)

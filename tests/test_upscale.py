@@ -322,25 +322,9 @@ def test_face_enhance_names_the_missing_weights(tmp_path, student_file, photo_cr
         in proc.stderr
 
 
-def test_folder_run_with_the_built_in_model(tmp_path, photo_crops):
-    from kdsr_model.upscaler import DEFAULT_MODEL
-    assert os.path.getsize(DEFAULT_MODEL) < 8 * 2**20  # a few MB, inside the installed package
-    proc = cli('-i', photo_crops, '-o', tmp_path / 'out', check=0)
-    assert '3 written' in proc.stdout
-    for f in (tmp_path / 'out').iterdir():
-        assert cv2.imread(str(f)).shape == (192, 256, 3)
 
-
-def test_built_in_model_beats_bicubic_on_degraded_photos(tmp_path, photos):
-    from basicsr.metrics import calculate_psnr
-
-    from kdsr_model.degrade import make_test_set
-    names = make_test_set(os.path.join(photos, 'val'), str(tmp_path), scale=4, seed=1, gt_size=256)
-    up = KDSRUpscaler(device='cpu')
-    gains = []
-    for name in names:
-        gt, lq = cv2.imread(str(tmp_path / 'gt' / name)), cv2.imread(str(tmp_path / 'lq' / name))
-        bicubic = cv2.resize(lq, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_CUBIC)
-        gains.append(calculate_psnr(up.enhance(lq)[0], gt, 4, test_y_channel=True) -
-                     calculate_psnr(bicubic, gt, 4, test_y_channel=True))
-    assert np.mean(gains) > 0.5, gains
+def test_without_a_model_the_error_says_what_to_give(tmp_path, photo_crops, monkeypatch):
+    import kdsr_model.upscaler as upscaler
+    monkeypatch.setattr(upscaler, 'DEFAULT_MODEL', str(tmp_path / 'absent.pth'))
+    with pytest.raises(FileNotFoundError, match='give a KDSR student checkpoint with -m/--model'):
+        KDSRUpscaler(device='cpu')
