@@ -50,7 +50,7 @@ def main():
             bic = cv2.resize(lq, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_CUBIC)
             rows.append((name, calculate_psnr(sr, gt, 4, test_y_channel=True),
                          calculate_psnr(bic, gt, 4, test_y_channel=True)))
-    print(f'# built-in model {up.spec.options()}, {sum(p.numel() for p in up.net.parameters()):,} parameters\n')
+    print(f'# model {args.model or "(built-in)"}: {up.spec.options()}, {sum(p.numel() for p in up.net.parameters()):,} parameters\n')
     print('| image | KDSR PSNR-Y | bicubic PSNR-Y | gain |')
     print('|---|---|---|---|')
     for name, p_sr, p_bic in rows:
@@ -63,7 +63,7 @@ def main():
     gan = tempfile.NamedTemporaryFile(suffix='.pth', delete=False)
     torch.save({'params': build_preset('KDSR_S-GAN').state_dict()}, gan.name)
     print(f'CPU speed ({torch.get_num_threads()} threads), 256x256 -> 1024x1024:')
-    print(f'- built-in model: {seconds_per_megapixel(up, img):.2f} s per output megapixel')
+    print(f'- this model: {seconds_per_megapixel(up, img):.2f} s per output megapixel')
     print(f'- KDSR-GAN size (18.8M params): {seconds_per_megapixel(KDSRUpscaler(gan.name, device="cpu"), img, 1):.2f} '
           's per output megapixel')
     os.unlink(gan.name)
