@@ -1,0 +1,67 @@
+"""The classic degradation (paper Eq. 1) against BasicSR's imresize and the analytic kernels."""
+import math
+
+import pytest
+import torch
+from basicsr.utils.matlab_functions import imresize
+
+from kdsr_model.classic_degrade import (anisotropic_gaussian_kernels, bicubic_matrix, classic_degrade,
+                                        isotropic_gaussian_kernels)
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+@pytest.mark.parametrize('size', [(37, 29), (48, 48)])
+def test_bicubic_matrices_equal_basicsr_imresize(scale, size):
+    torch.manual_seed(0)
+    img = torch.rand(3, *size)
+    expected = imresize(img, 1 / scale)
+    got = bicubic_matrix(size[0], 1 / scale) @ img @ bicubic_matrix(size[1], 1 / scale).t()
+    assert got.shape == expected.shape == (3, math.ceil(size[0] / scale), math.ceil(size[1] / scale))
+    assert (got - expected).abs().max() < 1e-5
+
+
+def test_isotropic_kernel_is_the_analytic_gaussian():
+    k = isotropic_gaussian_kernels(torch.tensor([0.7, 2.6], dtype=torch.float64))
+    for i, sigma in enumerate((0.7, 2.6)):
+        x = torch.arange(21, dtype=torch.float64) - 10
+        g = torch.exp(-x**2 / (2 * sigma**2))
+        expected = torch.outer(g, g) / torch.outer(g, g).sum()
+        assert torch.allclose(k[i], expected, atol=1e-12)
+
+
+def test_anisotropic_kernel_is_the_analytic_gaussian():
+    l1, l2, theta = 3.5, 1.5, math.radians(30)
+    k = anisotropic_gaussian_kernels(*(torch.tensor([v], dtype=torch.float64) for v in (l1, l2, theta)))[0]
+    c, s = math.cos(theta), math.sin(theta)
+    # closed form of p^T Sigma^-1 p with Sigma = R diag(l1^2, l2^2) R^T: rotate p back, scale the axes
+    y, x = torch.meshgrid(*(torch.arange(21, dtype=torch.float64) - 10, ) * 2, indexing='ij')
+    u, v = c * x + s * y, -s * x + c * y
+    expected = torch.exp(-0.5 * (u**2 / l1**2 + v**2 / l2**2))
+    assert torch.allclose(k, expected / expected.sum(), atol=1e-12)
+    # equal lambdas: the isotropic kernel whatever theta
+    iso = anisotropic_gaussian_kernels(torch.tensor([2.0]), torch.tensor([2.0]), torch.tensor([1.0]))
+    assert torch.allclose(iso, isotropic_gaussian_kernels(torch.tensor([2.0])), atol=1e-6)
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+def test_lr_size_quantisation_and_seeded_reproducibility(scale):
+    hr = torch.rand(3, 3, 50, 44, generator=torch.Generator().manual_seed(1))
+    kernels = isotropic_gaussian_kernels(torch.tensor([0.5, 2.0, 4.0]))
+    noise = torch.tensor([0.0, 10.0, 25.0])
+    torch.manual_seed(5)
+    a = classic_degrade(hr, kernels, noise, scale)
+    torch.manual_seed(5)
+    b = classic_degrade(hr, kernels, noise, scale)
+    assert a.shape == (3, 3, math.ceil(50 / scale), math.ceil(44 / scale))
+    assert torch.equal(a, b)
+    assert torch.equal(a, (a * 255).round() / 255)
+
+
+def test_per_sample_batch_equals_one_at_a_time_without_noise():
+    hr = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(2))
+    kernels = anisotropic_gaussian_kernels(torch.tensor([0.5, 3.0]), torch.tensor([2.0, 1.0]), torch.tensor([0.3, 2.0]))
+    batch = classic_degrade(hr, kernels, torch.zeros(2), 4)
+    for i in range(2):
+        one = classic_degrade(hr[i:i + 1], kernels[i:i + 1], torch.zeros(1), 4)
+        assert torch.equal(batch[i:i + 1], one)
+    assert not torch.equal(batch[0], batch[1])
