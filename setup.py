@@ -77,6 +77,7 @@ setup(
             'kdsr-prepare=kdsr_model.prepare_data:main',
             'kdsr-degrade=kdsr_model.degrade:main',
             'kdsr-upscale=kdsr_model.upscale_cli:main',
+            'kdsr-testset=kdsr_model.testset:main',
         ],
     },
     classifiers=[

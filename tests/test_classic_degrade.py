@@ -65,3 +65,41 @@ def test_per_sample_batch_equals_one_at_a_time_without_noise():
         one = classic_degrade(hr[i:i + 1], kernels[i:i + 1], torch.zeros(1), 4)
         assert torch.equal(batch[i:i + 1], one)
     assert not torch.equal(batch[0], batch[1])
+
+
+def _digests(folder):
+    import hashlib
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob('*.png'))}
+
+
+@pytest.mark.parametrize('protocol,scale,count', [('gaussian8', 4, 8), ('gaussian8', 3, 8), ('aniso_noise', 2, 33)])
+def test_testset_is_byte_stable_and_sized(tmp_path, photos, protocol, scale, count):
+    import os
+    import subprocess
+
+    import cv2
+
+    from test_plugin import BIN
+    hr = tmp_path / 'hr'
+    hr.mkdir()
+    img = cv2.imread(os.path.join(photos, 'val', 'Garden.png'))
+    cv2.imwrite(str(hr / 'garden.png'), img[:61, :50])  # not a multiple of the scale: cropped
+    runs = []
+    for run in ('a', 'b'):
+        proc = subprocess.run([os.path.join(BIN, 'kdsr-testset'), '--hr', str(hr), '--out', str(tmp_path / run),
+                               '--protocol', protocol, '--scale', str(scale)], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(_digests(tmp_path / run))
+    assert runs[0] == runs[1]
+    assert len(runs[0]) == count + 1  # every degradation + the HR
+    h, w = 61 // scale * scale, 50 // scale * scale
+    assert cv2.imread(str(tmp_path / 'a' / 'HR' / 'garden.png')).shape == (h, w, 3)
+    lr_dirs = [d for d in (tmp_path / 'a').iterdir() if d.is_dir() and d.name != 'HR']
+    assert len(lr_dirs) == count
+    for d in lr_dirs:
+        assert cv2.imread(str(d / 'garden.png')).shape == (h // scale, w // scale, 3)
+    if protocol == 'aniso_noise':  # noise levels differ, the same kernel at noise 0 has no noise
+        n0 = cv2.imread(str(tmp_path / 'a' / 'authors1_n0' / 'garden.png')).astype(int)
+        n20 = cv2.imread(str(tmp_path / 'a' / 'authors1_n20' / 'garden.png')).astype(int)
+        assert 10 < (n20 - n0).std() < 30
