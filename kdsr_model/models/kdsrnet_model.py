@@ -10,7 +10,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..errors import OptionError
 from .realworld import RealDegradationMixin
-from .teacher import build_frozen_teacher, init_student, take_teacher_init_path, teacher_idr
+from .teacher import build_frozen_teacher, init_student, take_teacher_init, teacher_idr
 
 ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder')
 
@@ -68,7 +68,7 @@ class KDSRNetTAModel(GeneratorStepMixin, RealDegradationMixin, SRModel):
 class StudentMixin:
     """A student: frozen teacher, student initialised from the teacher, KD loss, authors' lr keys."""
 
-    def setup_student(self, teacher_path):
+    def setup_student(self, teacher_init):
         student_scale = self.get_bare_model(self.net_g).scale
         if self.is_train:
             self.net_TA = build_frozen_teacher(self.opt, self.device, student_scale)
@@ -80,8 +80,8 @@ class StudentMixin:
             if unused:
                 get_root_logger().info(f'{", ".join(unused)}: accepted and unused, as in the authors\' KDSR-GAN code '
                                        '(no encoder-only phase).')
-        if teacher_path is not None:
-            init_student(self, teacher_path)
+        if teacher_init is not None:
+            init_student(self, teacher_init)
 
     def student_lr(self, current_iter):
         """The authors' manual schedule lr_sr * gamma_sr ** floor(iter / lr_decay_sr), or None."""
@@ -103,10 +103,10 @@ class KDSRNetSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRM
     """Student KD-IDE_S + KDSR generator: L1 + KD towards the frozen teacher's IDR."""
 
     def __init__(self, opt):
-        teacher_path = take_teacher_init_path(opt)
+        teacher_init = take_teacher_init(opt)
         super().__init__(opt)
         self.init_degradation()
-        self.setup_student(teacher_path)
+        self.setup_student(teacher_init)
 
     def optimize_parameters(self, current_iter):
         self.apply_student_lr(current_iter)

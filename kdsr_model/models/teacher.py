@@ -55,34 +55,37 @@ def build_frozen_teacher(opt, device, student_scale):
     return teacher
 
 
-def take_teacher_init_path(opt):
+def take_teacher_init(opt):
     """If ``path:pretrain_network_g`` names a teacher file, remove it from the options (so that
-    BasicSR does not load it with strict=False) and return it; else return None."""
+    BasicSR does not load it with strict=False) and return ``(path, state_dict)``, read once;
+    else return None."""
     path = opt['path'].get('pretrain_network_g')
     if not path:
         return None
     if not os.path.isfile(path):
         raise MissingFileError(f'path:pretrain_network_g: {path} not found; fix the path or set it to ~.')
     try:
-        spec = detect_kdsr(load_state_dict_file(path, opt['path'].get('param_key_g', 'auto')), path)
+        state = load_state_dict_file(path, opt['path'].get('param_key_g', 'auto'))
+        spec = detect_kdsr(state, path)
     except (ValueError, KeyError) as err:
         raise OptionError(f'path:pretrain_network_g: {err}') from None
     if not spec.is_teacher:
         return None
     opt['path']['pretrain_network_g'] = None
-    return path
+    return path, state
 
 
-def init_student(model, teacher_path):
-    """Start the student (and its EMA copy) from a teacher file, as ``init_from_teacher`` says."""
+def init_student(model, teacher_init):
+    """Start the student (and its EMA copy) from the teacher ``(path, state_dict)`` that
+    :func:`take_teacher_init` read, as ``init_from_teacher`` says."""
+    path, state = teacher_init
     mode = model.opt['train'].get('init_from_teacher', 'authors') if model.is_train else 'authors'
     net = model.get_bare_model(model.net_g)
     try:
-        report = init_student_from_teacher(
-            net, teacher_path, mode=mode, param_key=model.opt['path'].get('param_key_g', 'auto'))
+        report = init_student_from_teacher(net, state, mode=mode, param_key=None)
     except ValueError as err:
-        raise OptionError(f'path:pretrain_network_g: {err}') from None
-    get_root_logger().info(f'Student initialised from teacher {teacher_path} ({mode}): {len(report["loaded"])} '
+        raise OptionError(f'path:pretrain_network_g: {path}: {err}') from None
+    get_root_logger().info(f'Student initialised from teacher {path} ({mode}): {len(report["loaded"])} '
                            f'tensors copied, encoder tensors left fresh: {len(report["skipped"])}.')
     if hasattr(model, 'net_g_ema'):
         model.model_ema(0)  # the EMA copy starts as the student does
