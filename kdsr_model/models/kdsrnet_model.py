@@ -17,14 +17,15 @@ ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder
 
 class GeneratorStepMixin:
     """The rest of a generator step once ``self.output`` exists: the configured pixel and
-    perceptual losses plus ``extra`` ones, backward, step, log, EMA."""
+    perceptual losses (unless ``image_losses`` is False) plus ``extra`` ones, backward, step,
+    log, EMA."""
 
-    def step_generator(self, **extra):
+    def step_generator(self, image_losses=True, **extra):
         loss_dict = OrderedDict()
-        if self.cri_pix:
+        if image_losses and self.cri_pix:
             loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
         loss_dict.update(extra)
-        if self.cri_perceptual:
+        if image_losses and self.cri_perceptual:
             l_percep, l_style = self.cri_perceptual(self.output, self.gt)
             for name, value in (('l_percep', l_percep), ('l_style', l_style)):
                 if value is not None:
@@ -36,18 +37,13 @@ class GeneratorStepMixin:
             self.model_ema(decay=self.ema_decay)
 
 
-@MODEL_REGISTRY.register()
-class KDSRNetTAModel(GeneratorStepMixin, RealDegradationMixin, SRModel):
-    """Teacher KD-IDE_T + KDSR generator, trained with L1 (+ optional perceptual) on LQ
-    synthesised on the fly from GT. The teacher sees GT, also at validation (oracle)."""
-
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.init_degradation()
+class TeacherMixin:
+    """A teacher: KD-IDE_T sees LQ and GT, also at validation (oracle); trained with the
+    image losses only."""
 
     def _forward(self, net):
         if getattr(self, 'gt', None) is None:
-            raise OptionError('KDSRNetTAModel needs GT images at validation/test time (the teacher encoder sees '
+            raise OptionError(f'{type(self).__name__} needs GT images at validation/test time (the teacher encoder sees '
                               'HR); give the dataset a dataroot_gt.')
         return net(self.lq, self.gt)
 
@@ -65,8 +61,23 @@ class KDSRNetTAModel(GeneratorStepMixin, RealDegradationMixin, SRModel):
         net.train(was_training)
 
 
+@MODEL_REGISTRY.register()
+class KDSRNetTAModel(TeacherMixin, GeneratorStepMixin, RealDegradationMixin, SRModel):
+    """Teacher KD-IDE_T + KDSR generator, trained with L1 (+ optional perceptual) on LQ
+    synthesised on the fly from GT with the Real-ESRGAN degradation."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.init_degradation()
+
+
 class StudentMixin:
-    """A student: frozen teacher, student initialised from the teacher, KD loss, authors' lr keys."""
+    """A student: frozen teacher, student initialised from the teacher, KD loss, authors' lr keys.
+
+    ``encoder_phase``: whether the ``encoder_iter`` / ``lr_encoder`` keys mean a KD-only first
+    phase (the authors' classic student) or are accepted and unused (their KDSR-GAN code)."""
+
+    encoder_phase = False
 
     def setup_student(self, teacher_init):
         student_scale = self.get_bare_model(self.net_g).scale
@@ -77,7 +88,7 @@ class StudentMixin:
                 raise OptionError('train:kd_opt: a student is trained with the KD loss; add kd_opt (type: KDLoss).')
             self.cri_kd = build_loss(train_opt['kd_opt']).to(self.device)
             unused = [k for k in ENCODER_KEYS if k in train_opt]
-            if unused:
+            if unused and not self.encoder_phase:
                 get_root_logger().info(f'{", ".join(unused)}: accepted and unused, as in the authors\' KDSR-GAN code '
                                        '(no encoder-only phase).')
         if teacher_init is not None:

@@ -27,26 +27,18 @@ class DeviceAwareMixin:
         return net
 
 
-class RealDegradationMixin(DeviceAwareMixin):
-    """Synthesises LQ from GT during training (BasicSR's Real-ESRGAN code); paired data otherwise.
-
-    Call :meth:`init_degradation` at the end of ``__init__``.
-    """
+class SynthesisMixin(DeviceAwareMixin):
+    """Training LQ synthesised from GT on the model's device by ``self.synthesise(data)``
+    (which sets ``self.lq`` and ``self.gt``); paired data otherwise (validation, test)."""
 
     def feed_data(self, data):
         if self.is_train and self.opt.get('high_order_degradation', True):
-            gt_h, gt_w = data['gt'].shape[-2:]
-            if min(gt_h, gt_w) < self.opt['gt_size']:
-                raise OptionError(f"gt_size ({self.opt['gt_size']}) is larger than the GT patches the dataset gives "
-                                  f'({gt_h}x{gt_w}); lower gt_size.')
-            self.lq, self.gt = self.degrader(data)
-            self._dequeue_and_enqueue()
+            self.synthesise(data)
             self.lq = self.lq.contiguous()
             return
         self.lq = data['lq'].to(self.device)
         if 'gt' in data:
             self.gt = data['gt'].to(self.device)
-            self.gt_usm = self.usm_sharpener(self.gt)
         elif hasattr(self, 'gt'):
             del self.gt  # never pair an LQ with the GT of an earlier batch
 
@@ -56,6 +48,21 @@ class RealDegradationMixin(DeviceAwareMixin):
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:
             self.is_train = was_train
+
+
+class RealDegradationMixin(SynthesisMixin):
+    """BasicSR's Real-ESRGAN synthesis plus the training-pair pool.
+
+    Call :meth:`init_degradation` at the end of ``__init__``.
+    """
+
+    def synthesise(self, data):
+        gt_h, gt_w = data['gt'].shape[-2:]
+        if min(gt_h, gt_w) < self.opt['gt_size']:
+            raise OptionError(f"gt_size ({self.opt['gt_size']}) is larger than the GT patches the dataset gives "
+                              f'({gt_h}x{gt_w}); lower gt_size.')
+        self.lq, self.gt = self.degrader(data)
+        self._dequeue_and_enqueue()
 
     def init_training_settings(self):
         with local_vgg_weights(self.opt['train']):

@@ -1,0 +1,98 @@
+"""KDSR-classic teacher and student: the paper's blur + bicubic + noise degradation (Eq. 1).
+
+GT patches come from a stock BasicSR dataset that yields GT only (``RealESRGANDataset``,
+disk or LMDB, its kernels unused); each training batch is cropped to ``gt_size`` per sample
+and degraded on the model's device by :class:`kdsr_model.classic_degrade.ClassicDegrader`.
+Validation and test read paired data (e.g. a ``kdsr-testset`` folder).
+"""
+import math
+
+import torch
+from basicsr.models.sr_model import SRModel
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from ..classic_degrade import ClassicDegrader
+from ..errors import OptionError
+from .kdsrnet_model import GeneratorStepMixin, StudentMixin, TeacherMixin
+from .realworld import SynthesisMixin
+from .teacher import take_teacher_init, teacher_idr
+
+
+class ClassicDegradationMixin(SynthesisMixin):
+    """Per-sample random ``gt_size`` crops of the GT batch, then the classic degradation.
+
+    Call :meth:`init_degradation` at the end of ``__init__``.
+    """
+
+    def init_degradation(self):
+        try:
+            self.degrader = ClassicDegrader(self.opt.get('classic_degradation') or {}, self.opt['scale'])
+        except ValueError as err:
+            raise OptionError(str(err)) from None
+        size, scale = self.opt.get('gt_size'), self.opt['scale']
+        if self.is_train and (not isinstance(size, int) or size % scale):
+            raise OptionError(f'gt_size ({size}) must be a whole multiple of the scale ({scale}), so that the LR '
+                              'patch is exact; set a top-level gt_size such as 64 * scale.')
+
+    def synthesise(self, data):
+        gt = data['gt'].to(self.device)
+        size = self.opt['gt_size']
+        h, w = gt.shape[-2:]
+        if min(h, w) < size:
+            raise OptionError(f'gt_size ({size}) is larger than the GT patches the dataset gives ({h}x{w}); '
+                              'lower gt_size.')
+        tops = torch.randint(0, h - size + 1, (gt.size(0), )).tolist()
+        lefts = torch.randint(0, w - size + 1, (gt.size(0), )).tolist()
+        self.gt = torch.stack([img[:, t:t + size, s:s + size] for img, t, s in zip(gt, tops, lefts)])
+        self.lq = self.degrader(self.gt)
+
+
+@MODEL_REGISTRY.register()
+class KDSRClassicTAModel(TeacherMixin, GeneratorStepMixin, ClassicDegradationMixin, SRModel):
+    """Classic teacher (KD-IDE_T sees LR + pixel-unshuffled HR), trained with L1."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.init_degradation()
+
+
+@MODEL_REGISTRY.register()
+class KDSRClassicSTModel(StudentMixin, GeneratorStepMixin, ClassicDegradationMixin, SRModel):
+    """Classic student: L1 + KD towards the frozen teacher's IDR.
+
+    As the authors' classic code, ``train:encoder_iter`` > 0 starts with a KD-only phase (the
+    loss is the KD loss; lr = ``lr_encoder * gamma_encoder ** floor(iter / lr_decay_encoder)``);
+    after it, L1 + KD with lr = ``lr_sr * gamma_sr ** floor((iter - encoder_iter) / lr_decay_sr)``.
+    """
+
+    encoder_phase = True
+
+    def __init__(self, opt):
+        teacher_init = take_teacher_init(opt)
+        if opt.get('train', {}).get('encoder_iter', 0) > 0:
+            opt.setdefault('find_unused_parameters', True)  # G gets no gradient in the KD-only phase (DDP)
+        super().__init__(opt)
+        self.init_degradation()
+        self.setup_student(teacher_init)
+        if self.is_train and self.encoder_iters() > 0 and self.opt['train'].get('lr_sr') is None:
+            raise OptionError('train:lr_sr: after the KD-only phase (encoder_iter > 0) the student needs lr_sr '
+                              '(and gamma_sr, lr_decay_sr) for its L1 + KD phase.')
+
+    def encoder_iters(self):
+        return self.opt['train'].get('encoder_iter', 0)
+
+    def student_lr(self, current_iter):
+        train_opt = self.opt['train']
+        if current_iter <= self.encoder_iters():
+            if 'lr_encoder' not in train_opt:
+                raise OptionError('train:lr_encoder: the KD-only phase (encoder_iter > 0) needs its learning rate.')
+            return train_opt['lr_encoder'] * train_opt.get('gamma_encoder', 0.1)**math.floor(
+                current_iter / train_opt.get('lr_decay_encoder', float('inf')))
+        return super().student_lr(current_iter - self.encoder_iters())
+
+    def optimize_parameters(self, current_iter):
+        self.apply_student_lr(current_iter)
+        t_fea = teacher_idr(self.net_TA, self.lq, self.gt)
+        self.optimizer_g.zero_grad()
+        self.output, s_fea = self.net_g(self.lq)
+        self.step_generator(image_losses=current_iter > self.encoder_iters(), l_kd=self.cri_kd(t_fea, s_fea))
