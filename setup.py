@@ -68,7 +68,11 @@ setup(
     ],
     extras_require={
         'spandrel': ['spandrel'],
-        'test': ['pytest', 'setuptools>=64', 'wheel', 'realesrgan', 'spandrel'],
+        'idr': ['scikit-learn', 'matplotlib'],
+        'lpips': ['lpips'],
+        'export': ['onnx', 'onnxruntime'],
+        'test': ['pytest', 'setuptools>=64', 'wheel', 'realesrgan', 'spandrel', 'scikit-learn', 'matplotlib', 'lpips',
+                 'onnx', 'onnxruntime'],
     },
     entry_points={
         'console_scripts': [
@@ -78,6 +82,9 @@ setup(
             'kdsr-degrade=kdsr_model.degrade:main',
             'kdsr-upscale=kdsr_model.upscale_cli:main',
             'kdsr-testset=kdsr_model.testset:main',
+            'kdsr-eval=kdsr_model.evaluate:main',
+            'kdsr-idr=kdsr_model.idr:main',
+            'kdsr-export=kdsr_model.export:main',
         ],
     },
     classifiers=[

@@ -103,3 +103,37 @@ def test_testset_is_byte_stable_and_sized(tmp_path, photos, protocol, scale, cou
         n0 = cv2.imread(str(tmp_path / 'a' / 'authors1_n0' / 'garden.png')).astype(int)
         n20 = cv2.imread(str(tmp_path / 'a' / 'authors1_n20' / 'garden.png')).astype(int)
         assert 10 < (n20 - n0).std() < 30
+
+
+@pytest.mark.parametrize('scale', [2, 3, 4])
+@pytest.mark.parametrize('kind', ['iso', 'aniso'])
+def test_degrader_is_seeded_exact_in_size_and_per_sample(scale, kind):
+    from kdsr_model.classic_degrade import ClassicDegrader
+    degrader = ClassicDegrader({'type': kind, 'noise': 25 if kind == 'aniso' else 0}, scale)
+    gt = torch.rand(1, 3, 12 * scale, 12 * scale).expand(4, -1, -1, -1).contiguous()  # four copies of one image
+    torch.manual_seed(3)
+    lr = degrader(gt)
+    torch.manual_seed(3)
+    assert torch.equal(degrader(gt), lr)  # same seed, same batch
+    assert lr.shape == (4, 3, 12, 12)
+    assert torch.equal(lr, (lr * 255).round() / 255)
+    assert all(not torch.equal(lr[0], lr[i]) for i in (1, 2, 3))  # one degradation per sample
+
+
+def test_degrader_per_batch_draws_one_degradation_and_respects_the_ranges():
+    from kdsr_model.classic_degrade import ClassicDegrader
+    gt = torch.rand(1, 3, 32, 32).expand(3, -1, -1, -1).contiguous()
+    lr = ClassicDegrader({'type': 'iso', 'per_batch': True}, 4)(gt)
+    assert torch.equal(lr[0], lr[1]) and torch.equal(lr[0], lr[2])  # noise 0: identical outputs
+    # the authors' sigma ranges by scale (U(0.2, s)), and noise std within U(0, noise)
+    for scale in (2, 3, 4):
+        kernels, noise = ClassicDegrader({'type': 'iso', 'noise': 10}, scale).sample(2000, 'cpu')
+        centre = kernels[:, 10, 10]
+        widest = isotropic_gaussian_kernels(torch.tensor([float(scale)]))[0, 10, 10]
+        narrowest = isotropic_gaussian_kernels(torch.tensor([0.2]))[0, 10, 10]
+        assert centre.min() >= widest - 1e-6 and centre.max() <= narrowest + 1e-6
+        assert 0 <= noise.min() and noise.max() <= 10 and noise.std() > 2
+    with pytest.raises(ValueError, match='classic_degradation: unknown key'):
+        ClassicDegrader({'type': 'iso', 'sigma_max': 3}, 4)
+    with pytest.raises(ValueError, match="'gauss' is not iso or aniso"):
+        ClassicDegrader({'type': 'gauss'}, 4)

@@ -1,0 +1,204 @@
+"""``kdsr-idr``: how well a model's implicit degradation representation (IDR) tells degradations apart.
+
+    kdsr-idr -m MODEL --hr HR_DIR --out OUT_DIR [--sweep iso|aniso|noise] [--levels 8] [--crops 8]
+
+For every HR image, ``--crops`` seeded crops are degraded with each of ``--levels`` levels of one
+classic degradation (``iso``: blur sigma from 0.2 to the scale; ``aniso``: lambda1 from 0.5 to
+the scale with lambda2 = lambda1 / 2 and a seeded theta; ``noise``: sigma-2 blur plus noise 0 to
+50), and the model's IDR (student: from the LR; teacher: from LR + HR) is extracted. Writes
+``OUT_DIR/idr_tsne.png`` (t-SNE of the IDRs coloured by level, the paper's Fig. 6),
+``OUT_DIR/idr.npz`` (IDRs, levels, values) and ``OUT_DIR/idr.json`` with two separability
+figures, printed too: the 5-NN accuracy of the level (5-fold cross-validated; chance is
+1 / levels) and the R^2 of a cross-validated linear (ridge) probe predicting the level value.
+Needs the ``idr`` extra (scikit-learn, matplotlib).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+
+import cv2
+import numpy as np
+import torch
+
+from kdsr_arch.checkpoint import load_kdsr
+
+from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
+from .errors import MissingFileError, OptionError
+
+SWEEPS = ('iso', 'aniso', 'noise')
+IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def _optional_deps():
+    try:
+        import matplotlib
+        import sklearn  # noqa: F401
+    except ImportError as err:
+        raise OptionError(f'kdsr-idr needs scikit-learn and matplotlib ({err.name} is missing): '
+                          "pip install 'kdsr[idr]'.") from None
+    matplotlib.use('Agg')
+
+
+def sweep_values(sweep, levels, scale):
+    """The ``levels`` values of a sweep (sigma, lambda1 or noise std), evenly spaced."""
+    low, high = {'iso': (0.2, float(scale)), 'aniso': (0.5, float(scale)), 'noise': (0.0, 50.0)}[sweep]
+    return np.linspace(low, high, levels).round(4).tolist()
+
+
+def degrade(hr, sweep, value, scale, generator):
+    """One HR crop (1, 3, H, W) in [0, 1] -> its LR under the sweep's degradation at ``value``."""
+    if sweep == 'iso':
+        kernel, noise = isotropic_gaussian_kernels(torch.tensor([value], dtype=torch.float64)), 0.0
+    elif sweep == 'aniso':
+        theta = torch.rand(1, generator=generator, dtype=torch.float64) * math.pi
+        kernel = anisotropic_gaussian_kernels(torch.tensor([value], dtype=torch.float64),
+                                              torch.tensor([value / 2], dtype=torch.float64), theta)
+        noise = 0.0
+    else:
+        kernel, noise = isotropic_gaussian_kernels(torch.tensor([2.0], dtype=torch.float64)), value
+    noise_t = torch.tensor([noise], dtype=torch.float64)
+    torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1, ), generator=generator)))
+    return classic_degrade(hr, kernel, noise_t, scale)
+
+
+def read_crops(hr_dir, crops, size, seed):
+    """``crops`` seeded ``size`` x ``size`` crops of every image of ``hr_dir`` as float64 RGB tensors."""
+    if not os.path.isdir(hr_dir):
+        raise MissingFileError(f'--hr {hr_dir}: no such folder.')
+    names = sorted(f for f in os.listdir(hr_dir) if f.lower().endswith(IMG_EXTS))
+    rng = np.random.default_rng(seed)
+    out = []
+    for name in names:
+        img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_COLOR)
+        if img is None:
+            print(f'kdsr-idr: skipped {os.path.join(hr_dir, name)}: not a readable image.', file=sys.stderr)
+            continue
+        h, w = img.shape[:2]
+        if min(h, w) < size:
+            print(f'kdsr-idr: skipped {os.path.join(hr_dir, name)}: smaller than --size {size}.', file=sys.stderr)
+            continue
+        for _ in range(crops):
+            top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+            crop = img[top:top + size, left:left + size, ::-1].astype(np.float64) / 255
+            out.append(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None])
+    if not out:
+        raise MissingFileError(f'--hr {hr_dir}: no readable images of at least {size}x{size}.')
+    return out
+
+
+@torch.inference_mode()
+def extract_idrs(net, is_teacher, crops, sweep, values, scale, seed=0, device='cpu', progress=True):
+    """IDRs (N, C) of ``net`` for every crop x level, with the level index and value of each."""
+    from tqdm import tqdm
+    generator = torch.Generator().manual_seed(seed)
+    net = net.to(device).eval()
+    feats, levels, vals = [], [], []
+    for hr in tqdm(crops, desc='IDRs', unit='crop', disable=not progress):
+        for level, value in enumerate(values):
+            lr = degrade(hr, sweep, value, scale, generator).float().to(device)
+            idr = net.encode(lr, hr.float().to(device))[0] if is_teacher else net.encode(lr)[0]
+            feats.append(idr[0].float().cpu().numpy())
+            levels.append(level)
+            vals.append(value)
+    return np.stack(feats), np.array(levels), np.array(vals)
+
+
+def separability(feats, levels, values, seed=0):
+    """5-fold cross-validated 5-NN accuracy of the level and R^2 of a ridge probe on the value."""
+    from sklearn.linear_model import RidgeCV
+    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    folds = min(5, int(np.bincount(levels).min()))
+    if folds < 2:
+        raise OptionError('kdsr-idr: too few samples per level for cross-validation; raise --crops.')
+    knn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=5))
+    acc = cross_val_score(knn, feats, levels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed)).mean()
+    probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
+    pred = cross_val_predict(probe, feats, values, cv=KFold(folds, shuffle=True, random_state=seed))
+    r2 = 1 - ((pred - values)**2).sum() / max(((values - values.mean())**2).sum(), 1e-12)
+    return {'knn_accuracy': float(acc), 'chance': 1 / len(np.unique(levels)), 'linear_r2': float(r2)}
+
+
+def tsne_plot(feats, values, path, title, label, seed=0):
+    """t-SNE of the IDRs coloured by the degradation value, written to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+    from sklearn.manifold import TSNE
+    emb = TSNE(n_components=2, perplexity=min(30, max(2, len(feats) // 4)), init='pca',
+               random_state=seed).fit_transform(feats)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    points = ax.scatter(emb[:, 0], emb[:, 1], c=values, cmap='viridis', s=10)
+    fig.colorbar(points, ax=ax, label=label)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    tmp = path + '.partial.png'
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0, device='cpu', progress=True):
+    """Extract, score and plot; returns the ``idr.json`` dict."""
+    _optional_deps()
+    if sweep not in SWEEPS:
+        raise OptionError(f'--sweep {sweep}: choose one of {", ".join(SWEEPS)}.')
+    if not os.path.isfile(model):
+        raise MissingFileError(f'-m {model}: no such file.')
+    try:
+        net, spec = load_kdsr(model)
+    except (ValueError, KeyError) as err:
+        raise OptionError(f'-m {model}: {err}') from None
+    if size % spec.scale:
+        raise OptionError(f'--size {size} must be a multiple of the model scale ({spec.scale}).')
+    values = sweep_values(sweep, levels, spec.scale)
+    feats, lv, vals = extract_idrs(net, spec.is_teacher, read_crops(hr_dir, crops, size, seed), sweep, values,
+                                   spec.scale, seed, device, progress)
+    scores = separability(feats, lv, vals, seed)
+    os.makedirs(out_dir, exist_ok=True)
+    label = {'iso': 'blur sigma', 'aniso': 'lambda1 (lambda2 = lambda1 / 2)', 'noise': 'noise std (0-255)'}[sweep]
+    title = (f'{os.path.basename(model)}: IDR t-SNE, {sweep} sweep\n'
+             f'5-NN accuracy {scores["knn_accuracy"]:.3f} (chance {scores["chance"]:.3f}), '
+             f'linear R^2 {scores["linear_r2"]:.3f}')
+    tsne_plot(feats, vals, os.path.join(out_dir, 'idr_tsne.png'), title, label, seed)
+    np.savez(os.path.join(out_dir, 'idr.npz'), idr=feats, level=lv, value=vals)
+    result = {'model': model, 'arch': spec.options(), 'teacher': spec.is_teacher, 'sweep': sweep, 'values': values,
+              'samples': int(len(feats)), **scores}
+    tmp = os.path.join(out_dir, 'idr.json.partial')
+    with open(tmp, 'w') as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, os.path.join(out_dir, 'idr.json'))
+    return result
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog='kdsr-idr', description=__doc__.split('\n\n')[0])
+    parser.add_argument('-m', '--model', required=True, help='a KDSR student or teacher checkpoint')
+    parser.add_argument('--hr', required=True, help='folder of HR images')
+    parser.add_argument('--out', required=True, help='output folder (idr_tsne.png, idr.json, idr.npz)')
+    parser.add_argument('--sweep', default='iso', choices=SWEEPS)
+    parser.add_argument('--levels', type=int, default=8)
+    parser.add_argument('--crops', type=int, default=8, help='crops per HR image')
+    parser.add_argument('--size', type=int, default=128, help='HR crop size')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--device', default='cpu')
+    args = parser.parse_args(argv)
+    try:
+        result = run(args.model, args.hr, args.out, args.sweep, args.levels, args.crops, args.size, args.seed,
+                     args.device)
+    except (OptionError, MissingFileError) as err:
+        print(f'kdsr-idr: error: {err}', file=sys.stderr)
+        return 2
+    print(f'| model | sweep | samples | 5-NN accuracy (chance) | linear R^2 |\n|---|---|---|---|---|\n'
+          f'| {os.path.basename(args.model)} | {args.sweep} | {result["samples"]} | '
+          f'{result["knn_accuracy"]:.3f} ({result["chance"]:.3f}) | {result["linear_r2"]:.3f} |')
+    print(f'wrote {os.path.join(args.out, "idr_tsne.png")} and idr.json')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
