@@ -31,6 +31,8 @@ def parse_args(argv=None):
     p.add_argument('--tile_pad', type=int, default=None, help='tile overlap in LR pixels (default: receptive radius)')
     p.add_argument('--pre_pad', type=int, default=0, help='reflect padding at the bottom/right borders')
     p.add_argument('--fp32', action='store_true', help='full precision on CUDA (fp16 is the CUDA default; CPU is fp32)')
+    p.add_argument('--bf16', action='store_true',
+                   help='CPU: bfloat16 autocast, about 2x faster on CPUs with AVX512-BF16/AMX, within about 1/255 of fp32')
     p.add_argument('--alpha_upsampler', default='kdsr', choices=['kdsr', 'realesrgan', 'bicubic'],
                    help="alpha channel: through the KDSR net ('realesrgan' means the same) or bicubic")
     p.add_argument('--face_enhance', action='store_true', help='restore faces with GFPGAN (local weights, see below)')
@@ -159,8 +161,8 @@ def main(argv=None):
     if world > 1 and gpu_id is None and torch.cuda.is_available():
         gpu_id = int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()
     try:
-        upscaler = KDSRUpscaler(args.model, device=args.device, gpu_id=gpu_id, half=not args.fp32, tile=args.tile,
-                                tile_pad=args.tile_pad, pre_pad=args.pre_pad)
+        upscaler = KDSRUpscaler(args.model, device=args.device, gpu_id=gpu_id, half=not args.fp32, bf16=args.bf16,
+                                tile=args.tile, tile_pad=args.tile_pad, pre_pad=args.pre_pad)
         face_enhancer = None
         if args.face_enhance:
             from .faces import FaceEnhancer

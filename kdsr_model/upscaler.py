@@ -8,6 +8,11 @@ The IDR is computed once per image (on a downscaled copy when the image is large
 generator runs tile by tile with that same IDR, so tiles agree; with ``tile_pad`` at least
 the receptive radius (the default), tiled output equals untiled output. Tiles go to the
 device one at a time; an out-of-memory error is retried with smaller tiles.
+
+Inside a tile the generator runs in two stages: the body (head, IDR-DCRBs, body conv: nearly
+all of the receptive radius, little memory per pixel) on the whole tile, then the upsampler
+and tail (most of the memory, a 2 LR-pixel radius) on sub-tiles of ``UPSAMPLE_CHUNK`` LR
+pixels. Tiles can thus be large, so little work is spent on their overlaps.
 """
 import math
 import os
@@ -23,6 +28,8 @@ DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weight
 IDR_MAX_PIXELS = 1024 * 1024  # the encoder sees at most this many LR pixels (area-downscaled beyond)
 MIN_TILE = 32
 CPU_TILE_BUDGET = 1.5 * 2**30  # bytes of activations per tile on CPU (keeps a 1080p x4 run near 2-3 GB)
+UPSAMPLE_CHUNK = 128  # LR side of the sub-tiles the upsampler + tail run on
+TAIL_RADIUS = 2  # LR pixels of context the upsampler + tail need (3x3 convs at 1x, 2x and 4x)
 
 
 def receptive_radius(n_sr_blocks):
@@ -77,12 +84,16 @@ class KDSRUpscaler:
         device (str | torch.device): 'auto', 'cpu', 'cuda', 'mps' or a torch.device.
         gpu_id (int | None): CUDA device index (0 is a GPU, not 'no GPU').
         half (bool | None): fp16 on CUDA. None: fp16 on CUDA, fp32 elsewhere (never fp16 on CPU).
+        bf16 (bool): on CPU, run the generator under bfloat16 autocast (convolutions and their
+            sums in bf16). Faster on CPUs with AVX512-BF16/AMX (see docs/BENCHMARKS.md), not
+            equal to fp32 output (small differences, up to a few 1/255 steps). Default: False.
         tile (int): LR tile size; 0 = whole image (tiles are used anyway after an OOM).
         tile_pad (int | None): LR pixels of overlap around each tile; None = the receptive radius.
         pre_pad (int): reflect padding added before and removed after upscaling.
     """
 
-    def __init__(self, model_path=None, device='auto', gpu_id=None, half=None, tile=0, tile_pad=None, pre_pad=0):
+    def __init__(self, model_path=None, device='auto', gpu_id=None, half=None, tile=0, tile_pad=None, pre_pad=0,
+                 bf16=False):
         if model_path is None and not os.path.isfile(DEFAULT_MODEL):
             raise FileNotFoundError('no built-in model in this installation yet; give a KDSR student checkpoint '
                                     'with -m/--model (any BlindSR_ST file, e.g. the authors\' KDSRS-GAN.pth).')
@@ -97,15 +108,22 @@ class KDSRUpscaler:
         self.half = (self.device.type == 'cuda') if half is None else (half and self.device.type == 'cuda')
         self.dtype = torch.float16 if self.half else torch.float32
         self.net = net.eval().to(self.device, self.dtype)
+        self.bf16 = bool(bf16) and self.device.type == 'cpu'
+        # channels_last: oneDNN convolutions skip their NCHW reorders (measured ~8% faster on CPU,
+        # outputs equal to 1e-6); left off elsewhere (not measured there).
+        self.memory_format = torch.channels_last if self.device.type == 'cpu' else torch.contiguous_format
+        self.net = self.net.to(memory_format=self.memory_format)
         self.tile = tile
         self.tile_pad = receptive_radius(spec.n_sr_blocks) if tile_pad is None else tile_pad
         self.pre_pad = pre_pad
         self.last_tile_retry = None
 
     def activation_bytes(self, h, w):
-        """Rough peak activation memory of the generator on an h x w LR input: the upsampler's
-        convolutions at 2x and 4x resolution dominate (about 32 C floats per LR pixel)."""
-        return 32 * self.spec.n_feats * h * w * (2 if self.half else 4)
+        """Rough peak activation memory of the generator on an h x w LR input: 5 C floats per
+        LR pixel in the body (long skip, block input, two block temporaries, margin) plus the
+        upsampler's 32 C floats per LR pixel of one sub-tile (its 2x and 4x convolutions)."""
+        chunk = min(h, UPSAMPLE_CHUNK + 2 * TAIL_RADIUS) * min(w, UPSAMPLE_CHUNK + 2 * TAIL_RADIUS)
+        return (5 * h * w + 32 * chunk) * self.spec.n_feats * (2 if self.half else 4)
 
     def auto_tile(self, h, w):
         """0 if the whole image fits the memory budget, else the largest tile (multiple of 32) that does."""
@@ -114,7 +132,7 @@ class KDSRUpscaler:
             budget = min(budget, CPU_TILE_BUDGET)
         if self.activation_bytes(h, w) <= budget:
             return 0
-        tile = 32 * max(1, int(math.sqrt(budget / self.activation_bytes(1, 1))) // 32)
+        tile = 32 * max(1, math.ceil(max(h, w) / 32))  # walk down: the estimate is not a pure area law
         while tile > MIN_TILE and self.activation_bytes(tile + 2 * self.tile_pad, tile + 2 * self.tile_pad) > budget:
             tile -= 32
         return max(tile, MIN_TILE)
@@ -152,7 +170,29 @@ class KDSRUpscaler:
                 self.last_tile_retry = tile
 
     def _run(self, lq, idr):
-        return self.net.upsample(lq.to(self.device, self.dtype), idr).float().cpu()
+        lq = lq.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bf16):
+            return self._generate(lq, idr).float().cpu()
+
+    def _generate(self, lq, idr):
+        """``net.upsample(lq, idr)``, the upsampler and tail run on sub-tiles (equal output)."""
+        g = self.net.G
+        h, w = lq.shape[-2:]
+        if h <= UPSAMPLE_CHUNK and w <= UPSAMPLE_CHUNK:
+            return self.net.upsample(lq, idr)
+        res = g.features(lq, idr)
+        s, pad = self.scale, TAIL_RADIUS
+        out = None
+        for y0 in range(0, h, UPSAMPLE_CHUNK):
+            for x0 in range(0, w, UPSAMPLE_CHUNK):
+                y1, x1 = min(y0 + UPSAMPLE_CHUNK, h), min(x0 + UPSAMPLE_CHUNK, w)
+                py0, px0, py1, px1 = max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
+                sr = g.reconstruct(res[..., py0:py1, px0:px1])
+                if out is None:
+                    out = sr.new_empty(1, sr.shape[1], h * s, w * s)
+                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - py0) * s:(y1 - py0) * s,
+                                                            (x0 - px0) * s:(x1 - px0) * s]
+        return out
 
     def _tiled(self, lq, idr, tile):
         _, c, h, w = lq.shape
@@ -177,10 +217,15 @@ class KDSRUpscaler:
             t = F.pad(t, (0, self.pre_pad, 0, self.pre_pad), mode='reflect')
         return t
 
+    @torch.inference_mode()
     def _to_array(self, t, h, w, max_value, dtype):
-        t = t[..., :h * self.scale, :w * self.scale]  # drop the pre-pad
-        arr = t[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * max_value
-        return np.ascontiguousarray(arr.round().astype(dtype))
+        """In place on ``t`` (it is ours): no full-size float temporaries (a 1080p x4 output
+        is 400 MB as floats)."""
+        t = t[0, :, :h * self.scale, :w * self.scale]  # drop the pre-pad
+        t.clamp_(0, 1).mul_(max_value).round_()
+        q = t.to(torch.int32 if dtype == np.uint16 else torch.uint8)
+        del t
+        return np.ascontiguousarray(q.permute(1, 2, 0).numpy()[:, :, ::-1]).astype(dtype, copy=False)
 
     def enhance(self, img, outscale=None, alpha_upsampler='kdsr'):
         """Upscale one image as OpenCV reads it; returns ``(output, mode)`` like Real-ESRGAN's

@@ -64,6 +64,23 @@ def test_tiled_equals_untiled_with_the_default_pad(student_file, photos):
     assert (whole - up.upsample_tensor(lq)).abs().max().item() > 1e-3
 
 
+def test_upsampler_sub_tiles_equal_the_plain_generator(student_file, photos):
+    """Above UPSAMPLE_CHUNK LR pixels the upsampler + tail run on sub-tiles: same output as
+    ``net.upsample`` on the whole image, in both layouts, tiled or not."""
+    from kdsr_model.upscaler import UPSAMPLE_CHUNK
+    img = cv2.imread(os.path.join(photos, 'val', sorted(os.listdir(os.path.join(photos, 'val')))[0]))
+    lq = torch.from_numpy(img[:UPSAMPLE_CHUNK + 30, :UPSAMPLE_CHUNK + 45, ::-1].astype(np.float32) / 255)
+    lq = lq.permute(2, 0, 1).unsqueeze(0).contiguous()
+    up = KDSRUpscaler(student_file, device='cpu')
+    with torch.no_grad():
+        idr = up.net.encode(lq)[0]
+        plain = up.net.to(memory_format=torch.contiguous_format).upsample(lq, idr)
+        up.net.to(memory_format=up.memory_format)
+    assert (up.upsample_tensor(lq, idr) - plain).abs().max().item() < 1e-5
+    up.tile = 64
+    assert (up.upsample_tensor(lq, idr) - plain).abs().max().item() < 1e-5
+
+
 def test_tiles_share_one_idr(student_file, photos, monkeypatch):
     up = KDSRUpscaler(student_file, device='cpu', tile=16)
     calls = []
@@ -328,3 +345,13 @@ def test_without_a_model_the_error_says_what_to_give(tmp_path, photo_crops, monk
     monkeypatch.setattr(upscaler, 'DEFAULT_MODEL', str(tmp_path / 'absent.pth'))
     with pytest.raises(FileNotFoundError, match='give a KDSR student checkpoint with -m/--model'):
         KDSRUpscaler(device='cpu')
+
+
+def test_bf16_on_cpu_stays_within_a_few_levels_of_fp32(tmp_path, student_file, photo_crops):
+    name = sorted(os.listdir(photo_crops))[0]
+    cli('-i', photo_crops / name, '-o', tmp_path / 'fp32', '-m', student_file, '--ext', 'png', check=0)
+    cli('-i', photo_crops / name, '-o', tmp_path / 'bf16', '-m', student_file, '--ext', 'png', '--bf16', check=0)
+    out = os.path.splitext(name)[0] + '_out.png'
+    a = cv2.imread(str(tmp_path / 'fp32' / out)).astype(int)
+    b = cv2.imread(str(tmp_path / 'bf16' / out)).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 1.0 and np.abs(a - b).max() <= 8
