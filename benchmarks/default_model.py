@@ -3,7 +3,7 @@
     python benchmarks/default_model.py [--photos ../shared/data/photos] [--model PATH]
 
 Degrades ``PHOTOS/val`` with the seeded real-world pipeline (``kdsr-degrade``, seed 0, two
-400x400 crops per image), then prints PSNR-Y (BasicSR's calculate_psnr, crop 4) of the model
+400x400 crops per image by default), then prints PSNR-Y (BasicSR's calculate_psnr, crop 4) of the model
 and of bicubic upsampling against the HR crops, and seconds per output megapixel on this CPU
 for the built-in model and for a KDSR-GAN-size student (random weights: speed only).
 """
@@ -37,11 +37,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--photos', default=os.path.join('..', 'shared', 'data', 'photos'))
     parser.add_argument('--model', default=None)
+    parser.add_argument('--crops', type=int, default=2, help='seeded 400x400 crops per val image (the recipe: 2)')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--no-speed', action='store_true', help='PSNR only')
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     up = KDSRUpscaler(args.model, device='cpu')
     with tempfile.TemporaryDirectory() as tmp:
-        names = make_test_set(os.path.join(args.photos, 'val'), tmp, scale=4, seed=0, crops=2)
+        names = make_test_set(os.path.join(args.photos, 'val'), tmp, scale=4, seed=args.seed, crops=args.crops)
         rows = []
         for name in names:
             gt = cv2.imread(os.path.join(tmp, 'gt', name))
@@ -57,6 +60,9 @@ def main():
         print(f'| {name} | {p_sr:.2f} | {p_bic:.2f} | {p_sr - p_bic:+.2f} |')
     m_sr, m_bic = np.mean([r[1] for r in rows]), np.mean([r[2] for r in rows])
     print(f'| **mean** | **{m_sr:.2f}** | **{m_bic:.2f}** | **{m_sr - m_bic:+.2f}** |\n')
+    print(f'KDSR above bicubic on {sum(r[1] > r[2] for r in rows)} of {len(rows)} crops.\n')
+    if args.no_speed:
+        return
 
     img = cv2.imread(os.path.join(args.photos, 'val', sorted(os.listdir(os.path.join(args.photos, 'val')))[0]))
     img = np.ascontiguousarray(img[:256, :256])

@@ -84,17 +84,19 @@ def estimate_bytes(model, size, device, mode, bf16=False):
 
 
 def run(size='1080x1920', device='cpu', modes=('baseline', 'tiled', 'whole'), threads=None, bf16=False,
-        max_fraction=0.5, preset='KDSR_S-GAN', log=print):
+        max_fraction=0.5, preset='KDSR_S-GAN', log=print, checkpoint=None):
     """Measure each mode in a fresh process; returns a list of result dicts (``skipped`` set with
-    the estimate when a mode was not run)."""
+    the estimate when a mode was not run). ``checkpoint``: measure that student file instead of
+    a random-weight ``preset``."""
     import torch
 
     from kdsr_arch import build_preset
     results = []
     with tempfile.TemporaryDirectory() as tmp:
-        model = os.path.join(tmp, f'{preset}.pth')
-        torch.manual_seed(0)
-        torch.save({'params': build_preset(preset).state_dict()}, model)
+        model = checkpoint or os.path.join(tmp, f'{preset}.pth')
+        if checkpoint is None:
+            torch.manual_seed(0)
+            torch.save({'params': build_preset(preset).state_dict()}, model)
         for mode in modes:
             est, avail = estimate_bytes(model, size, device, mode, bf16) if mode != 'baseline' else (0, 1)
             if est > max_fraction * avail:
@@ -153,11 +155,13 @@ def main():
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--mode', help=argparse.SUPPRESS)
     parser.add_argument('--model', help=argparse.SUPPRESS)
+    parser.add_argument('--checkpoint', default=None, help='a student file to measure (default: KDSR_S-GAN size, '
+                        'random weights)')
     args = parser.parse_args()
     if args.child:
         return child(args)
     results = run(args.size, args.device, args.modes.split(','), args.threads, args.bf16, args.max_fraction,
-                  log=lambda m: print(m, file=sys.stderr))
+                  log=lambda m: print(m, file=sys.stderr), checkpoint=args.checkpoint)
     print(markdown(results, args.bf16))
 
 
