@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The recipe of the built-in default model (kdsr_model/weights/kdsr_default_x4.pth).
 #   bash scripts/train_default_model.sh [PHOTOS_DIR]      (default: ../shared/data/photos)
-# Run from the repository root after `pip install .`. CPU is enough (about an hour).
+# Run from the repository root after `pip install .`. CPU is enough: on 2 cores the teacher (1500
+# iterations) took about 20 min and the student (3000 iterations, 1 thread) about an hour.
 set -euo pipefail
 PHOTOS=${1:-../shared/data/photos}
 [ -d datasets/photos_sub ] || kdsr-prepare --hr "$PHOTOS/train" --out datasets/photos_sub
@@ -9,3 +10,4 @@ PHOTOS=${1:-../shared/data/photos}
 kdsr-train -opt options/default/train_default_x4TA.yml
 kdsr-train -opt options/default/train_default_x4ST.yml
 python scripts/export_model.py experiments/default_KDSRx4ST/models/net_g_latest.pth kdsr_model/weights/kdsr_default_x4.pth
+python benchmarks/default_model.py                     # PSNR-Y vs bicubic on the val photos, CPU speed
