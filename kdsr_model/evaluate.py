@@ -36,9 +36,9 @@ from tqdm import tqdm
 from kdsr_arch.checkpoint import load_kdsr
 
 from .errors import MissingFileError, OptionError
+from .prepare_data import IMG_EXTS
 from .upscaler import KDSRUpscaler, pick_device
 
-IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 TEACHER_NOTE = 'teacher, HR oracle'
 # LPIPS backbones by the kernel size of torchvision's first conv (features.0.weight)
 LPIPS_NETS = {11: ('alex', 'AlexNet'), 3: ('vgg', 'VGG16')}

@@ -26,9 +26,9 @@ from kdsr_arch.checkpoint import load_kdsr
 
 from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
 from .errors import MissingFileError, OptionError
+from .prepare_data import IMG_EXTS
 
 SWEEPS = ('iso', 'aniso', 'noise')
-IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 
 def _optional_deps():

@@ -38,9 +38,6 @@ class ClassicDegradationMixin(SynthesisMixin):
         gt = data['gt'].to(self.device)
         size = self.opt['gt_size']
         h, w = gt.shape[-2:]
-        if min(h, w) < size:
-            raise OptionError(f'gt_size ({size}) is larger than the GT patches the dataset gives ({h}x{w}); '
-                              'lower gt_size.')
         tops = torch.randint(0, h - size + 1, (gt.size(0), )).tolist()
         lefts = torch.randint(0, w - size + 1, (gt.size(0), )).tolist()
         self.gt = torch.stack([img[:, t:t + size, s:s + size] for img, t, s in zip(gt, tops, lefts)])

@@ -33,6 +33,10 @@ class SynthesisMixin(DeviceAwareMixin):
 
     def feed_data(self, data):
         if self.is_train and self.opt.get('high_order_degradation', True):
+            gt_h, gt_w = data['gt'].shape[-2:]
+            if min(gt_h, gt_w) < self.opt['gt_size']:
+                raise OptionError(f"gt_size ({self.opt['gt_size']}) is larger than the GT patches the dataset gives "
+                                  f'({gt_h}x{gt_w}); lower gt_size.')
             self.synthesise(data)
             self.lq = self.lq.contiguous()
             return
@@ -57,10 +61,6 @@ class RealDegradationMixin(SynthesisMixin):
     """
 
     def synthesise(self, data):
-        gt_h, gt_w = data['gt'].shape[-2:]
-        if min(gt_h, gt_w) < self.opt['gt_size']:
-            raise OptionError(f"gt_size ({self.opt['gt_size']}) is larger than the GT patches the dataset gives "
-                              f'({gt_h}x{gt_w}); lower gt_size.')
         self.lq, self.gt = self.degrader(data)
         self._dequeue_and_enqueue()
 
