@@ -32,6 +32,8 @@ class KD_IDE(nn.Module):
 
     ``forward`` returns ``(idr, [idr_prime])``: ``idr_prime`` (B x 4C, after the MLP) is what
     knowledge distillation compares; ``idr`` (B x C, after ``compress``) guides the SR net.
+    Everything before the global average pooling is local (``receptive_radius``), so
+    ``features`` can run on overlapping tiles and ``represent`` on the mean of their sums.
 
     Args:
         n_feats (int): Channel number C. Default: 128.
@@ -55,6 +57,19 @@ class KD_IDE(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(4 * c, 4 * c), _lrelu(), nn.Linear(4 * c, 4 * c), _lrelu())
         self.compress = nn.Sequential(nn.Linear(4 * c, c), _lrelu())
 
-    def forward(self, x):
-        idr_prime = self.mlp(self.E(x).flatten(1))
+    @property
+    def receptive_radius(self):
+        """Pixels of context ``features`` uses on each side (one per 3x3 conv)."""
+        return sum(1 for m in self.E if isinstance(m, nn.Conv2d)) + sum(2 for m in self.E if isinstance(m, ResBlock))
+
+    def features(self, x):
+        """The encoder's feature map before its global average pooling, (B, 4C, h, w)."""
+        return self.E[:-1](x)
+
+    def represent(self, pooled):
+        """Pooled features (B, 4C) -> ``(idr, [idr_prime])`` as ``forward`` returns them."""
+        idr_prime = self.mlp(pooled)
         return self.compress(idr_prime), [idr_prime]
+
+    def forward(self, x):
+        return self.represent(self.E(x).flatten(1))

@@ -70,6 +70,15 @@ def available_memory(device):
     return 4 * 2**30
 
 
+def _tiles(h, w, tile, pad):
+    """Yield ``(y0, x0, y1, x1, py0, px0, py1, px1)``: each ``tile``-sized cell of an h x w
+    image and that cell grown by ``pad`` on each side, clipped to the image."""
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            yield y0, x0, y1, x1, max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
+
+
 def _is_oom(err):
     return isinstance(err, torch.cuda.OutOfMemoryError) or 'out of memory' in str(err).lower() or \
         "can't allocate memory" in str(err).lower()
@@ -125,28 +134,58 @@ class KDSRUpscaler:
         chunk = min(h, UPSAMPLE_CHUNK + 2 * TAIL_RADIUS) * min(w, UPSAMPLE_CHUNK + 2 * TAIL_RADIUS)
         return (5 * h * w + 32 * chunk) * self.spec.n_feats * (2 if self.half else 4)
 
-    def auto_tile(self, h, w):
-        """0 if the whole image fits the memory budget, else the largest tile (multiple of 32) that does."""
+    def encoder_bytes(self, h, w):
+        """Rough peak activation memory of the encoder on an h x w LR input: its widest conv
+        reads 2C and writes 4C floats per pixel, plus one C of margin."""
+        return 7 * h * w * self.spec.n_feats * (2 if self.half else 4)
+
+    def _budget(self):
         budget = 0.4 * available_memory(self.device)
-        if self.device.type == 'cpu':
-            budget = min(budget, CPU_TILE_BUDGET)
-        if self.activation_bytes(h, w) <= budget:
+        return min(budget, CPU_TILE_BUDGET) if self.device.type == 'cpu' else budget
+
+    def _fit_tile(self, h, w, pad, nbytes):
+        """0 if ``nbytes(h, w)`` fits the budget, else the largest tile (multiple of 32) whose
+        padded size does."""
+        budget = self._budget()
+        if nbytes(h, w) <= budget:
             return 0
         tile = 32 * max(1, math.ceil(max(h, w) / 32))  # walk down: the estimate is not a pure area law
-        while tile > MIN_TILE and self.activation_bytes(tile + 2 * self.tile_pad, tile + 2 * self.tile_pad) > budget:
+        while tile > MIN_TILE and nbytes(tile + 2 * pad, tile + 2 * pad) > budget:
             tile -= 32
         return max(tile, MIN_TILE)
+
+    def auto_tile(self, h, w):
+        """0 if the whole image fits the memory budget, else the largest tile (multiple of 32) that does."""
+        return self._fit_tile(h, w, self.tile_pad, self.activation_bytes)
 
     # ------------------------------------------------------------------ tensors
 
     @torch.inference_mode()
-    def idr(self, lq):
-        """IDR of a (1, 3, h, w) float tensor in [0, 1] (on any device), from a downscaled copy if large."""
+    def idr(self, lq, tile=None):
+        """IDR of a (1, 3, h, w) float tensor in [0, 1] (on any device), from a downscaled copy if large.
+
+        The encoder is local up to its global average pooling, so when its activations would
+        exceed the memory budget it runs on tiles padded by its receptive radius and the IDR
+        comes from the mean of the tiles' sums: the same IDR (up to summation order) in bounded
+        memory. ``tile``: None picks one from the budget, 0 runs whole.
+        """
         h, w = lq.shape[-2:]
         if h * w > IDR_MAX_PIXELS:
             f = math.sqrt(IDR_MAX_PIXELS / (h * w))
             lq = F.interpolate(lq, size=(max(1, int(h * f)), max(1, int(w * f))), mode='area')
-        return self.net.encode(lq.to(self.device, self.dtype))[0]
+            h, w = lq.shape[-2:]
+        lq = lq.to(self.device, self.dtype)
+        enc = self.net.E_st
+        pad = enc.receptive_radius
+        if tile is None:
+            tile = self._fit_tile(h, w, pad, self.encoder_bytes)
+        if not tile or (h <= tile and w <= tile):
+            return self.net.encode(lq)[0]
+        total = 0
+        for y0, x0, y1, x1, py0, px0, py1, px1 in _tiles(h, w, tile, pad):
+            feats = enc.features(lq[..., py0:py1, px0:px1])
+            total = total + feats[..., y0 - py0:y1 - py0, x0 - px0:x1 - px0].sum(dim=(-2, -1), dtype=torch.float64)
+        return enc.represent((total / (h * w)).to(self.dtype))[0]
 
     @torch.inference_mode()
     def upsample_tensor(self, lq, idr=None):
@@ -183,28 +222,22 @@ class KDSRUpscaler:
         res = g.features(lq, idr)
         s, pad = self.scale, TAIL_RADIUS
         out = None
-        for y0 in range(0, h, UPSAMPLE_CHUNK):
-            for x0 in range(0, w, UPSAMPLE_CHUNK):
-                y1, x1 = min(y0 + UPSAMPLE_CHUNK, h), min(x0 + UPSAMPLE_CHUNK, w)
-                py0, px0, py1, px1 = max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
-                sr = g.reconstruct(res[..., py0:py1, px0:px1])
-                if out is None:
-                    out = sr.new_empty(1, sr.shape[1], h * s, w * s)
-                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - py0) * s:(y1 - py0) * s,
-                                                            (x0 - px0) * s:(x1 - px0) * s]
+        for y0, x0, y1, x1, py0, px0, py1, px1 in _tiles(h, w, UPSAMPLE_CHUNK, pad):
+            sr = g.reconstruct(res[..., py0:py1, px0:px1])
+            if out is None:
+                out = sr.new_empty(1, sr.shape[1], h * s, w * s)
+            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - py0) * s:(y1 - py0) * s,
+                                                        (x0 - px0) * s:(x1 - px0) * s]
         return out
 
     def _tiled(self, lq, idr, tile):
         _, c, h, w = lq.shape
         s, pad = self.scale, self.tile_pad
         out = torch.empty(1, c, h * s, w * s)
-        for y0 in range(0, h, tile):
-            for x0 in range(0, w, tile):
-                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-                py0, px0, py1, px1 = max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
-                sr = self._run(lq[..., py0:py1, px0:px1], idr)
-                out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - py0) * s:(y1 - py0) * s,
-                                                            (x0 - px0) * s:(x1 - px0) * s]
+        for y0, x0, y1, x1, py0, px0, py1, px1 in _tiles(h, w, tile, pad):
+            sr = self._run(lq[..., py0:py1, px0:px1], idr)
+            out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - py0) * s:(y1 - py0) * s,
+                                                        (x0 - px0) * s:(x1 - px0) * s]
         return out
 
     # ------------------------------------------------------------------ numpy images

@@ -106,6 +106,28 @@ def test_out_of_memory_is_retried_with_smaller_tiles(student_file, photos, monke
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
 
 
+def test_tiled_encoder_gives_the_whole_image_idr(student_file, photos, monkeypatch):
+    """The encoder runs on padded tiles when its activations would not fit the budget: same IDR."""
+    import kdsr_model.upscaler as upscaler
+    up = KDSRUpscaler(student_file, device='cpu')
+    pad = up.net.E_st.receptive_radius
+    assert pad == 1 + 2 * SMALL['n_encoder_res'] + 3
+    lq = torch.from_numpy(_photo(photos, 70, 90).astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
+    whole = up.idr(lq, tile=0)
+    assert torch.allclose(up.idr(lq, tile=32), whole, rtol=1e-5, atol=1e-6)  # 3 x 3 tiles, clipped at the edges
+    assert torch.equal(up.idr(lq), whole)  # fits the budget: one pass
+    # A budget too small for the whole image: the automatic tile is smaller, the IDR the same.
+    monkeypatch.setattr(upscaler, 'CPU_TILE_BUDGET', up.encoder_bytes(32 + 2 * pad, 32 + 2 * pad))
+    assert up._fit_tile(70, 90, pad, up.encoder_bytes) == 32
+    assert torch.allclose(up.idr(lq), whole, rtol=1e-5, atol=1e-6)
+    # Without the pad the tiles' borders see zeros instead of their neighbours: a different IDR.
+    with torch.no_grad():
+        feats = up.net.E_st.features
+        pooled = feats(lq).mean(dim=(-2, -1))
+        unpadded = sum(feats(lq[..., y:y + 35, x:x + 45]).sum(dim=(-2, -1)) for y in (0, 35) for x in (0, 45))
+    assert (unpadded / (70 * 90) - pooled).abs().max() > 100 * (pooled.abs().max() * 1e-6)
+
+
 def test_automatic_tiling_when_the_image_would_not_fit(student_file):
     up = KDSRUpscaler(student_file, device='cpu')
     assert up.auto_tile(64, 64) == 0
