@@ -94,7 +94,7 @@ class Method:
             self.net = net.eval().to(device)
         else:
             self.kind = 'student'
-            self.upscaler = KDSRUpscaler(path, device=device, half=False, tile=tile)
+            self.upscaler = KDSRUpscaler(path, device=device, half=False, bf16=False, tile=tile)
 
     @property
     def label(self):

@@ -30,9 +30,10 @@ def parse_args(argv=None):
     p.add_argument('-t', '--tile', type=int, default=0, help='LR tile size, 0: automatic (whole image if it fits)')
     p.add_argument('--tile_pad', type=int, default=None, help='tile overlap in LR pixels (default: receptive radius)')
     p.add_argument('--pre_pad', type=int, default=0, help='reflect padding at the bottom/right borders')
-    p.add_argument('--fp32', action='store_true', help='full precision on CUDA (fp16 is the CUDA default; CPU is fp32)')
+    p.add_argument('--fp32', action='store_true',
+                   help='full precision: no fp16 on CUDA, no bf16 on CPU (the defaults where the hardware has them)')
     p.add_argument('--bf16', action='store_true',
-                   help='CPU: bfloat16 autocast, about 2x faster on CPUs with AVX512-BF16/AMX, within about 1/255 of fp32')
+                   help='CPU: bfloat16 autocast even without native bf16 (the default on CPUs with AVX512-BF16/AMX)')
     p.add_argument('--alpha_upsampler', default='kdsr', choices=['kdsr', 'realesrgan', 'bicubic'],
                    help="alpha channel: through the KDSR net ('realesrgan' means the same) or bicubic")
     p.add_argument('--face_enhance', action='store_true', help='restore faces with GFPGAN (local weights, see below)')
@@ -161,7 +162,8 @@ def main(argv=None):
     if world > 1 and gpu_id is None and torch.cuda.is_available():
         gpu_id = int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()
     try:
-        upscaler = KDSRUpscaler(args.model, device=args.device, gpu_id=gpu_id, half=not args.fp32, bf16=args.bf16,
+        upscaler = KDSRUpscaler(args.model, device=args.device, gpu_id=gpu_id, half=not args.fp32,
+                                bf16=False if args.fp32 else (True if args.bf16 else None),
                                 tile=args.tile, tile_pad=args.tile_pad, pre_pad=args.pre_pad)
         face_enhancer = None
         if args.face_enhance:

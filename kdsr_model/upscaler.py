@@ -79,6 +79,13 @@ def _tiles(h, w, tile, pad):
             yield y0, x0, y1, x1, max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
 
 
+def native_bf16():
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there bf16 autocast
+    is about 2x faster than fp32; elsewhere it is emulated and not worth it."""
+    check = [getattr(torch.cpu, name, None) for name in ('_is_avx512_bf16_supported', '_is_amx_tile_supported')]
+    return any(f() for f in check if f is not None)
+
+
 def _is_oom(err):
     return isinstance(err, torch.cuda.OutOfMemoryError) or 'out of memory' in str(err).lower() or \
         "can't allocate memory" in str(err).lower()
@@ -93,16 +100,17 @@ class KDSRUpscaler:
         device (str | torch.device): 'auto', 'cpu', 'cuda', 'mps' or a torch.device.
         gpu_id (int | None): CUDA device index (0 is a GPU, not 'no GPU').
         half (bool | None): fp16 on CUDA. None: fp16 on CUDA, fp32 elsewhere (never fp16 on CPU).
-        bf16 (bool): on CPU, run the generator under bfloat16 autocast (convolutions and their
-            sums in bf16). Faster on CPUs with AVX512-BF16/AMX (see docs/BENCHMARKS.md), not
-            equal to fp32 output (small differences, up to a few 1/255 steps). Default: False.
+        bf16 (bool | None): on CPU, run the generator under bfloat16 autocast (convolutions in
+            bf16). None: where the CPU has native bf16 (``native_bf16``: AVX512-BF16/AMX), about
+            2x faster there; False: fp32. With the built-in model on real photos, bf16 output is
+            within 2/255 of fp32 and PSNR-Y is unchanged (docs/BENCHMARKS.md). Default: None.
         tile (int): LR tile size; 0 = whole image (tiles are used anyway after an OOM).
         tile_pad (int | None): LR pixels of overlap around each tile; None = the receptive radius.
         pre_pad (int): reflect padding added before and removed after upscaling.
     """
 
     def __init__(self, model_path=None, device='auto', gpu_id=None, half=None, tile=0, tile_pad=None, pre_pad=0,
-                 bf16=False):
+                 bf16=None):
         if model_path is None and not os.path.isfile(DEFAULT_MODEL):
             raise FileNotFoundError('no built-in model in this installation yet; give a KDSR student checkpoint '
                                     'with -m/--model (any BlindSR_ST file, e.g. the authors\' KDSRS-GAN.pth).')
@@ -117,7 +125,7 @@ class KDSRUpscaler:
         self.half = (self.device.type == 'cuda') if half is None else (half and self.device.type == 'cuda')
         self.dtype = torch.float16 if self.half else torch.float32
         self.net = net.eval().to(self.device, self.dtype)
-        self.bf16 = bool(bf16) and self.device.type == 'cpu'
+        self.bf16 = self.device.type == 'cpu' and (native_bf16() if bf16 is None else bool(bf16))
         # channels_last: oneDNN convolutions skip their NCHW reorders (measured ~8% faster on CPU,
         # outputs equal to 1e-6); left off elsewhere (not measured there).
         self.memory_format = torch.channels_last if self.device.type == 'cpu' else torch.contiguous_format

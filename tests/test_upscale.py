@@ -52,7 +52,7 @@ def cli(*args, check=None, cwd=None):
 
 
 def test_tiled_equals_untiled_with_the_default_pad(student_file, photos):
-    up = KDSRUpscaler(student_file, device='cpu')
+    up = KDSRUpscaler(student_file, device='cpu', bf16=False)
     assert up.tile_pad == receptive_radius(3) == 10
     lq = torch.from_numpy(_photo(photos).astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
     whole = up.upsample_tensor(lq)
@@ -71,7 +71,7 @@ def test_upsampler_sub_tiles_equal_the_plain_generator(student_file, photos):
     img = cv2.imread(os.path.join(photos, 'val', sorted(os.listdir(os.path.join(photos, 'val')))[0]))
     lq = torch.from_numpy(img[:UPSAMPLE_CHUNK + 30, :UPSAMPLE_CHUNK + 45, ::-1].astype(np.float32) / 255)
     lq = lq.permute(2, 0, 1).unsqueeze(0).contiguous()
-    up = KDSRUpscaler(student_file, device='cpu')
+    up = KDSRUpscaler(student_file, device='cpu', bf16=False)
     with torch.no_grad():
         idr = up.net.encode(lq)[0]
         plain = up.net.to(memory_format=torch.contiguous_format).upsample(lq, idr)
@@ -91,7 +91,7 @@ def test_tiles_share_one_idr(student_file, photos, monkeypatch):
 
 
 def test_out_of_memory_is_retried_with_smaller_tiles(student_file, photos, monkeypatch):
-    up = KDSRUpscaler(student_file, device='cpu')
+    up = KDSRUpscaler(student_file, device='cpu', bf16=False)
     real_run = up._run
 
     def limited(lq, idr):  # this "device" fails on inputs over 2000 px: the 40x56 image, not 42x42 tiles
@@ -370,13 +370,29 @@ def test_without_a_model_the_error_says_what_to_give(tmp_path, photo_crops, monk
 
 
 def test_bf16_on_cpu_stays_within_a_few_levels_of_fp32(tmp_path, student_file, photo_crops):
+    from kdsr_model.upscaler import native_bf16
     name = sorted(os.listdir(photo_crops))[0]
-    cli('-i', photo_crops / name, '-o', tmp_path / 'fp32', '-m', student_file, '--ext', 'png', check=0)
-    cli('-i', photo_crops / name, '-o', tmp_path / 'bf16', '-m', student_file, '--ext', 'png', '--bf16', check=0)
     out = os.path.splitext(name)[0] + '_out.png'
-    a = cv2.imread(str(tmp_path / 'fp32' / out)).astype(int)
-    b = cv2.imread(str(tmp_path / 'bf16' / out)).astype(int)
+    runs = {}
+    for flag in ('--fp32', '--bf16', None):  # None: the default, bf16 where the CPU has it natively
+        folder = tmp_path / str(flag)
+        cli('-i', photo_crops / name, '-o', folder, '-m', student_file, '--ext', 'png', *([flag] if flag else []),
+            check=0)
+        runs[flag] = cv2.imread(str(folder / out)).astype(int)
+    a, b = runs['--fp32'], runs['--bf16']
     assert a.shape == b.shape and np.abs(a - b).mean() < 1.0 and np.abs(a - b).max() <= 8
+    assert not np.array_equal(a, b)  # bf16 really ran
+    assert np.array_equal(runs[None], b if native_bf16() else a)
+
+
+def test_native_bf16_follows_the_cpu_flags(student_file):
+    from kdsr_model.upscaler import native_bf16
+    with open('/proc/cpuinfo') as f:
+        flags = next(line for line in f if line.startswith('flags')).split()
+    assert native_bf16() == ('avx512_bf16' in flags or 'amx_tile' in flags)
+    assert KDSRUpscaler(student_file, device='cpu').bf16 == native_bf16()
+    assert KDSRUpscaler(student_file, device='cpu', bf16=False).bf16 is False
+    assert KDSRUpscaler(student_file, device='cpu', bf16=True).bf16 is True
 
 
 def test_folder_run_with_the_built_in_model(tmp_path, photo_crops):
