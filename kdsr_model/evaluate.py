@@ -94,7 +94,8 @@ class Method:
             self.net = net.eval().to(device)
         else:
             self.kind = 'student'
-            self.upscaler = KDSRUpscaler(path, device=device, half=False, bf16=False, tile=tile)
+            self.upscaler = KDSRUpscaler(path, device=device, half=False, bf16=False, tile=tile,
+                                         loaded=(net, self.spec))
 
     @property
     def label(self):

@@ -107,16 +107,18 @@ class KDSRUpscaler:
         tile (int): LR tile size; 0 = whole image (tiles are used anyway after an OOM).
         tile_pad (int | None): LR pixels of overlap around each tile; None = the receptive radius.
         pre_pad (int): reflect padding added before and removed after upscaling.
+        loaded (tuple | None): ``load_kdsr(model_path)``'s ``(net, spec)`` when the caller has
+            already read the file (it is not read again).
     """
 
     def __init__(self, model_path=None, device='auto', gpu_id=None, half=None, tile=0, tile_pad=None, pre_pad=0,
-                 bf16=None):
+                 bf16=None, loaded=None):
         if model_path is None and not os.path.isfile(DEFAULT_MODEL):
             raise FileNotFoundError('no built-in model in this installation yet; give a KDSR student checkpoint '
                                     'with -m/--model (any BlindSR_ST file, e.g. the authors\' KDSRS-GAN.pth).')
         self.model_path = model_path or DEFAULT_MODEL
         self.device = device if isinstance(device, torch.device) else pick_device(device, gpu_id)
-        net, spec = load_kdsr(self.model_path)
+        net, spec = loaded or load_kdsr(self.model_path)
         if spec.is_teacher:
             raise ValueError(f'{self.model_path}: a KDSR teacher (BlindSR_TA) needs the HR image to run; '
                              'use a student checkpoint.')

@@ -321,3 +321,14 @@ def test_lpips_with_local_backbone_weights(data, tmp_path, capsys):
     assert main(['--lq', str(data.lq), '--gt', str(data.gt), '--lpips-weights', str(vgg19_like)]) == 2
     line, = _err_lines(capsys.readouterr().err)
     assert str(vgg19_like) in line and 'VGG16' in line
+
+
+def test_each_checkpoint_is_read_once(nets, monkeypatch):
+    import kdsr_model.evaluate as ev
+    import kdsr_model.upscaler as up
+    reads = []
+    for module in (ev, up):
+        monkeypatch.setattr(module, 'load_kdsr', lambda path, real=module.load_kdsr: reads.append(path) or real(path))
+    method = ev.Method(str(nets.student), device=torch.device('cpu'))
+    assert method.kind == 'student' and method.upscaler.bf16 is False  # metrics in fp32
+    assert reads == [str(nets.student)]
