@@ -194,7 +194,9 @@ class KDSRUpscaler:
         total = 0
         for y0, x0, y1, x1, py0, px0, py1, px1 in _tiles(h, w, tile, pad):
             feats = enc.features(lq[..., py0:py1, px0:px1])
-            total = total + feats[..., y0 - py0:y1 - py0, x0 - px0:x1 - px0].sum(dim=(-2, -1), dtype=torch.float64)
+            # float32 sums (pairwise, no copy of the map); sum(dtype=float64) would copy it as float64
+            total = total + feats[..., y0 - py0:y1 - py0, x0 - px0:x1 - px0].sum(dim=(-2, -1)).double()
+            del feats  # before the next tile's features, not after them
         return enc.represent((total / (h * w)).to(self.dtype))[0]
 
     @torch.inference_mode()
@@ -248,6 +250,7 @@ class KDSRUpscaler:
             sr = self._run(lq[..., py0:py1, px0:px1], idr)
             out[..., y0 * s:y1 * s, x0 * s:x1 * s] = sr[..., (y0 - py0) * s:(y1 - py0) * s,
                                                         (x0 - px0) * s:(x1 - px0) * s]
+            del sr
         return out
 
     # ------------------------------------------------------------------ numpy images
