@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import memory  # noqa: E402
 import nets  # noqa: E402
-from kdsr_model.upscaler import native_bf16  # noqa: E402
+from kdsr_model.upscaler import DEFAULT_MODEL, native_bf16  # noqa: E402
 
 GOAL_VS_RRDB = 0.60
 GOAL_VS_REF = 1.3
@@ -139,7 +139,6 @@ def main():
 
     mem = {}
     if not args.skip_memory:
-        from kdsr_model.upscaler import DEFAULT_MODEL
         log(f'memory at {mem_size}')
         mem['KDSR_S-GAN size (random weights)'] = memory.run(mem_size, args.device, threads=args.threads, log=log)
         mem['built-in default model'] = memory.run(mem_size, args.device, modes=('baseline', 'tiled'),
