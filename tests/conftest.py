@@ -8,14 +8,23 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # reference_kdsr.py and helpers live beside the tests
 
-PHOTOS = os.environ.get('KDSR_PHOTOS', os.path.join(HERE, '..', '..', 'shared', 'data', 'photos'))
+SAMPLES = os.path.join(HERE, '..', 'datasets', 'samples')
+# The repository's own photos (datasets/samples, licences in its README): the tests read nothing outside the clone.
+SAMPLE_PHOTOS = [os.path.join(SAMPLES, 'train', name) for name in ('astronaut.png', 'coffee.png', 'rocket.png')]
+SAMPLE_PHOTOS.append(os.path.join(SAMPLES, 'val', 'gt', 'chelsea.png'))
+PHOTO = 'coffee.png'  # the one photo that single-image tests crop
 
 
 @pytest.fixture(scope='session')
-def photos():
-    """The natural photos shipped beside the repository (``../shared/data/photos``)."""
-    assert os.path.isdir(os.path.join(PHOTOS, 'val')), f'{PHOTOS}: photo set not found; set KDSR_PHOTOS to it.'
-    return PHOTOS
+def photos(tmp_path_factory):
+    """A photo folder laid out as ``<root>/val/*.png``, made from the repository's sample photos."""
+    root = tmp_path_factory.mktemp('photos')
+    (root / 'val').mkdir()
+    for path in SAMPLE_PHOTOS:
+        img = cv2.imread(path, cv2.IMREAD_COLOR)
+        assert img is not None, f'{path}: sample photo missing from the repository'
+        cv2.imwrite(str(root / 'val' / os.path.basename(path)), img)
+    return str(root)
 
 
 @pytest.fixture

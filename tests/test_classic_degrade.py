@@ -7,6 +7,7 @@ from basicsr.utils.matlab_functions import imresize
 
 from kdsr_model.classic_degrade import (anisotropic_gaussian_kernels, bicubic_matrix, classic_degrade,
                                         isotropic_gaussian_kernels)
+from conftest import PHOTO
 
 
 @pytest.mark.parametrize('scale', [2, 3, 4])
@@ -83,7 +84,7 @@ def test_testset_is_byte_stable_and_sized(tmp_path, photos, protocol, scale, cou
     from test_plugin import BIN
     hr = tmp_path / 'hr'
     hr.mkdir()
-    img = cv2.imread(os.path.join(photos, 'val', 'Garden.png'))
+    img = cv2.imread(os.path.join(photos, 'val', PHOTO))
     cv2.imwrite(str(hr / 'garden.png'), img[:61, :50])  # not a multiple of the scale: cropped
     runs = []
     for run in ('a', 'b'):

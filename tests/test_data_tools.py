@@ -9,6 +9,7 @@ import pytest
 
 from kdsr_model.degrade import make_test_set
 from kdsr_model.prepare_data import crop_positions, prepare
+from conftest import PHOTO
 from test_plugin import BIN, REPO
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')
@@ -24,7 +25,7 @@ def test_crop_positions_follow_basicsr_rule():
 def test_prepare_skips_bad_files_and_never_overwrites(tmp_path, photos):
     hr = tmp_path / 'hr'
     hr.mkdir()
-    img = cv2.imread(os.path.join(photos, 'val', 'Garden.png'))
+    img = cv2.imread(os.path.join(photos, 'val', PHOTO))
     cv2.imwrite(str(hr / 'garden.png'), img)
     (hr / 'empty.png').write_bytes(b'')
     cv2.imwrite(str(hr / 'tiny.png'), img[:100, :100])

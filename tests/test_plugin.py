@@ -194,3 +194,58 @@ def test_imports_together_with_realesrgan(order):
     assert 'arch True' in out and 'loss True' in out and 'models True True' in out
     # BasicSR keeps its own as UNetDiscriminatorSN_basicsr; Real-ESRGAN's identical copy takes the plain name
     assert re.search(r'disc (basicsr|realesrgan)\.archs\.discriminator_arch', out)
+
+
+SHIPPED_TEST_OPTIONS = sorted(f for f in os.listdir(os.path.join(REPO, 'options')) if f.startswith('test_'))
+
+
+def _shipped_test_options(tmp_path, paired_set, name):
+    """A shipped test options file, unchanged but for its data and weight paths: every dataset reads
+    ``paired_set``, ``pretrain_network_g`` is a random-weight file of the file's own network."""
+    from basicsr.utils.registry import ARCH_REGISTRY
+    with open(os.path.join(REPO, 'options', name)) as f:
+        opt = yaml.safe_load(f)
+    gt_dir, lq_dir = paired_set
+    for dataset in opt['datasets'].values():
+        dataset.update(dataroot_gt=str(gt_dir), dataroot_lq=str(lq_dir))
+    net_opt = dict(opt['network_g'])
+    state = ARCH_REGISTRY.get(net_opt.pop('type'))(**net_opt).state_dict()
+    key = opt['path'].get('param_key_g')
+    weights = tmp_path / 'weights.pth'
+    torch.save({key: state} if key else state, weights)
+    opt['path']['pretrain_network_g'] = str(weights)
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(opt))
+    return path, opt
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('runner', ['basicsr/test.py', 'kdsr-test'])
+@pytest.mark.parametrize('name', SHIPPED_TEST_OPTIONS)
+def test_every_shipped_test_options_file_runs_through_the_test_pipeline(tmp_path, paired_set, name, runner):
+    """Validation runs on every dataset, metrics are logged and, where the file asks, images are saved."""
+    assert SHIPPED_TEST_OPTIONS, 'no options/test_*.yml found'
+    path, opt = _shipped_test_options(tmp_path, paired_set, name)
+    if runner == 'kdsr-test':
+        work = tmp_path / 'work'
+        work.mkdir()
+        proc = subprocess.run([os.path.join(BIN, 'kdsr-test'), '-opt', str(path)], cwd=work, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    else:
+        work = _stock_basicsr_clone(tmp_path)
+        proc = run_py(args=['basicsr/test.py', '-opt', str(path)], cwd=work)
+    log = proc.stdout + proc.stderr
+    assert f"Network [{opt['network_g']['type']}] is created." in log
+    images = sorted(os.path.splitext(n)[0] for n in os.listdir(paired_set[0]))
+    for dataset in opt['datasets'].values():
+        block = log.split(f"Validation {dataset['name']}\n", 1)
+        assert len(block) == 2, f"no validation of {dataset['name']} in the log"
+        for metric in opt['val']['metrics']:
+            value = float(re.search(rf'# {metric}: ([\d.]+)', block[1]).group(1))
+            assert 0 < value < 100, (metric, value)
+        visual = work / 'results' / opt['name'] / 'visualization' / dataset['name']
+        if opt['val'].get('save_img'):
+            assert sorted(p.name for p in visual.iterdir()) == [f"{n}_{opt['name']}.png" for n in images]
+        else:
+            assert not visual.exists()
