@@ -7,11 +7,11 @@ Validation and test read paired data (e.g. a ``kdsr-testset`` folder).
 """
 import math
 
-import torch
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..classic_degrade import ClassicDegrader
+from ..data.mixture import random_crops
 from ..errors import OptionError
 from .kdsrnet_model import GeneratorStepMixin, StudentMixin, TeacherMixin
 from .realworld import SynthesisMixin
@@ -35,12 +35,7 @@ class ClassicDegradationMixin(SynthesisMixin):
                               'patch is exact; set a top-level gt_size such as 64 * scale.')
 
     def synthesise(self, data):
-        gt = data['gt'].to(self.device)
-        size = self.opt['gt_size']
-        h, w = gt.shape[-2:]
-        tops = torch.randint(0, h - size + 1, (gt.size(0), )).tolist()
-        lefts = torch.randint(0, w - size + 1, (gt.size(0), )).tolist()
-        self.gt = torch.stack([img[:, t:t + size, s:s + size] for img, t, s in zip(gt, tops, lefts)])
+        self.gt = random_crops(data['gt'].to(self.device), self.opt['gt_size'])
         self.lq = self.degrader(self.gt)
 
 

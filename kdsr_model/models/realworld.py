@@ -8,6 +8,7 @@ training-pair pool, paired data for validation, option checks, and DDP wrapping 
 import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
+from ..data.mixture import MixtureDegrader
 from ..degrade import RealWorldDegrader
 from ..errors import OptionError
 from .perceptual import local_vgg_weights
@@ -55,7 +56,8 @@ class SynthesisMixin(DeviceAwareMixin):
 
 
 class RealDegradationMixin(SynthesisMixin):
-    """BasicSR's Real-ESRGAN synthesis plus the training-pair pool.
+    """BasicSR's Real-ESRGAN synthesis plus the training-pair pool; with a top-level
+    ``degradation_mixture`` section, the mixture of :mod:`kdsr_model.data.mixture` instead.
 
     Call :meth:`init_degradation` at the end of ``__init__``.
     """
@@ -70,7 +72,13 @@ class RealDegradationMixin(SynthesisMixin):
 
     def init_degradation(self):
         self.opt.setdefault('gt_usm', False)
-        self.degrader = RealWorldDegrader(self.opt, self.device)
+        if self.opt.get('degradation_mixture'):
+            try:
+                self.degrader = MixtureDegrader(self.opt, self.device)
+            except ValueError as err:
+                raise OptionError(str(err)) from None
+        else:
+            self.degrader = RealWorldDegrader(self.opt, self.device)
         self.usm_sharpener = self.degrader.usm_sharpener
         self.queue_size = self.opt.get('queue_size', 180)
 

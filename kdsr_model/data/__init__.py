@@ -1,0 +1,1 @@
+"""Degradations for training and evaluation: the training mixture and the frozen evaluation bands."""

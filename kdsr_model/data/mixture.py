@@ -1,0 +1,156 @@
+"""A mixture of degradations for one blind model: clean, classic, mild and full real-world.
+
+A model trained only on Real-ESRGAN's heaviest mix smooths clean photos; one trained only on
+bicubic cannot restore. :class:`MixtureDegrader` draws one branch per training batch with
+the weights of the ``degradation_mixture`` option section, and the models' pair pool mixes
+the batches, so that every update sees several kinds of input:
+
+- ``clean``: MATLAB-style antialiased bicubic downscaling only (BasicSR's ``imresize``).
+- ``classic``: Gaussian blur (isotropic or anisotropic), downscaling, Gaussian noise, then
+  JPEG with probability ``jpeg_prob`` (:func:`kdsr_model.classic_degrade.classic_degrade`
+  and BasicSR's DiffJPEG); each sample draws its own values.
+- ``realworld_mild``: BasicSR's second-order pipeline with milder settings (``mild_opt``
+  over :data:`MILD_DEFAULTS`): the first blur uses the dataset's second-order kernel
+  (``blur_sigma2``), no final sinc filter, less resizing, noise and JPEG.
+- ``realworld``: the same pipeline with the model's top-level keys (the authors' settings).
+
+Before any branch, the GT batch can be downscaled (antialiased bicubic) by a factor drawn
+from ``gt_rescale`` per batch, so the model meets more than one scale of detail.
+"""
+import random
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from ..classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
+from ..degrade import RealWorldDegrader
+
+BRANCHES = ('clean', 'classic', 'realworld_mild', 'realworld')
+CLASSIC_MIX_DEFAULTS = dict(aniso_prob=0.5, sigma=[0.2, 3.0], lambda_range=[0.2, 4.0], noise=[0, 15], jpeg_prob=0.7,
+                            jpeg_range=[40, 95])
+MILD_DEFAULTS = dict(
+    resize_prob=[0.2, 0.5, 0.3], resize_range=[0.5, 1.2], gaussian_noise_prob=0.5, noise_range=[1, 10],
+    poisson_scale_range=[0.05, 1.0], gray_noise_prob=0.4, jpeg_range=[60, 95], second_blur_prob=0.2,
+    resize_prob2=[0.3, 0.4, 0.3], resize_range2=[0.6, 1.2], gaussian_noise_prob2=0.5, noise_range2=[1, 8],
+    poisson_scale_range2=[0.05, 0.8], gray_noise_prob2=0.4, jpeg_range2=[60, 95])  # yapf: disable
+MIXTURE_KEYS = BRANCHES + ('classic_opt', 'mild_opt', 'gt_rescale')
+
+
+def random_crops(gt, size):
+    """One random ``size`` x ``size`` crop per sample of a (B, C, H, W) batch (torch's RNG)."""
+    h, w = gt.shape[-2:]
+    tops = torch.randint(0, h - size + 1, (gt.size(0), )).tolist()
+    lefts = torch.randint(0, w - size + 1, (gt.size(0), )).tolist()
+    return torch.stack([img[:, t:t + size, s:s + size] for img, t, s in zip(gt, tops, lefts)])
+
+
+def _check_range(name, value, low=None, high=None):
+    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value)
+            and value[0] <= value[1]):
+        raise ValueError(f'degradation_mixture:{name}: expected [low, high] with low <= high, got {value!r}.')
+    if (low is not None and value[0] < low) or (high is not None and value[1] > high):
+        raise ValueError(f'degradation_mixture:{name}: {value!r} is outside [{low}, {high}].')
+    return [float(v) for v in value]
+
+
+class MixtureDegrader:
+    """``degrader(batch) -> (lq, gt)``: a ``RealESGANDataset`` batch -> LQ and its GT crop of
+    ``gt_size``, through one branch drawn per call. Draws come from Python's ``random``,
+    NumPy and torch, which BasicSR seeds with ``manual_seed``.
+
+    Args:
+        opt (dict): the model options: ``scale``, ``gt_size``, the real-world keys and the
+            ``degradation_mixture`` section (branch weights ``clean``, ``classic``,
+            ``realworld_mild``, ``realworld``; ``classic_opt``, ``mild_opt``, ``gt_rescale``).
+        device: Where the synthesis runs.
+    """
+
+    def __init__(self, opt, device='cpu'):
+        mix = dict(opt['degradation_mixture'])
+        unknown = set(mix) - set(MIXTURE_KEYS)
+        if unknown:
+            raise ValueError(f'degradation_mixture: unknown key(s) {", ".join(sorted(unknown))}; '
+                             f'known: {", ".join(MIXTURE_KEYS)}.')
+        weights = []
+        for name in BRANCHES:
+            w = mix.get(name, 0)
+            if not isinstance(w, (int, float)) or w < 0:
+                raise ValueError(f'degradation_mixture:{name}: a branch weight must be a number >= 0, got {w!r}.')
+            weights.append(float(w))
+        if sum(weights) <= 0:
+            raise ValueError(f'degradation_mixture: give at least one of {", ".join(BRANCHES)} a weight above 0.')
+        self.weights = [w / sum(weights) for w in weights]
+        classic = {**CLASSIC_MIX_DEFAULTS, **(mix.get('classic_opt') or {})}
+        unknown = set(classic) - set(CLASSIC_MIX_DEFAULTS)
+        if unknown:
+            raise ValueError(f'degradation_mixture:classic_opt: unknown key(s) {", ".join(sorted(unknown))}; '
+                             f'known: {", ".join(CLASSIC_MIX_DEFAULTS)}.')
+        for key in ('sigma', 'lambda_range', 'noise'):
+            classic[key] = _check_range(f'classic_opt:{key}', classic[key], 0)
+        classic['jpeg_range'] = _check_range('classic_opt:jpeg_range', classic['jpeg_range'], 1, 100)
+        self.classic = classic
+        self.gt_rescale = _check_range('gt_rescale', mix['gt_rescale'], 0.1, 1) if mix.get('gt_rescale') else None
+        self.scale, self.gt_size = opt['scale'], opt['gt_size']
+        self.gt_usm = opt.get('gt_usm', False)
+        self.realworld = RealWorldDegrader(opt, device)
+        self.mild = RealWorldDegrader({**opt, **MILD_DEFAULTS, **(mix.get('mild_opt') or {})}, device)
+        self.device = self.realworld.device
+        self.usm_sharpener = self.realworld.usm_sharpener
+        self.jpeger = self.realworld.jpeger
+        self.last_branch = None
+
+    def _rescale(self, gt):
+        if self.gt_rescale is None:
+            return gt
+        h, w = gt.shape[-2:]
+        factor = max(np.random.uniform(*self.gt_rescale), self.gt_size / min(h, w))
+        if factor >= 1:
+            return gt
+        s = self.scale  # sides stay multiples of the scale: the real-world branches need an exact LR
+        size = (max(self.gt_size, round(h * factor) // s * s), max(self.gt_size, round(w * factor) // s * s))
+        return F.interpolate(gt, size=size, mode='bicubic', antialias=True, align_corners=False).clamp(0, 1)
+
+    def _uniform(self, n, low, high):
+        return low + (high - low) * torch.rand(n, device=self.device, dtype=torch.float64)
+
+    def _classic_kernels(self, n):
+        opt = self.classic
+        iso = isotropic_gaussian_kernels(self._uniform(n, *opt['sigma']))
+        lam = opt['lambda_range']
+        aniso = anisotropic_gaussian_kernels(self._uniform(n, *lam), self._uniform(n, *lam),
+                                             self._uniform(n, 0, np.pi))
+        pick = (torch.rand(n, device=self.device) < opt['aniso_prob']).view(n, 1, 1)
+        return torch.where(pick, aniso, iso).float()
+
+    def _synthetic(self, gt, branch):
+        """The clean and classic branches: per-sample crops, then Eq. 1 (+ JPEG)."""
+        gt = random_crops(gt, self.gt_size)
+        if self.gt_usm:
+            gt = self.usm_sharpener(gt)
+        n = gt.size(0)
+        if branch == 'clean':
+            delta = torch.ones(n, 1, 1, device=self.device)  # a 1x1 identity kernel: no blur
+            return classic_degrade(gt, delta, torch.zeros(n, device=self.device), self.scale), gt
+        lq = classic_degrade(gt, self._classic_kernels(n), self._uniform(n, *self.classic['noise']).float(), self.scale)
+        jpeg = torch.rand(n, device=self.device) < self.classic['jpeg_prob']
+        if jpeg.any():
+            quality = self._uniform(n, *self.classic['jpeg_range']).float()
+            compressed = (self.jpeger(lq.contiguous(), quality=quality).clamp(0, 1) * 255).round() / 255
+            lq = torch.where(jpeg.view(n, 1, 1, 1), compressed, lq)
+        return lq, gt
+
+    @torch.no_grad()
+    def __call__(self, batch):
+        branch = random.choices(BRANCHES, self.weights)[0]
+        self.last_branch = branch
+        gt = self._rescale(batch['gt'].to(self.device))
+        if branch in ('clean', 'classic'):
+            return self._synthetic(gt, branch)
+        data = dict(batch, gt=gt)
+        if branch == 'realworld_mild':
+            pulse = torch.zeros_like(batch['sinc_kernel'])
+            pulse[..., pulse.shape[-2] // 2, pulse.shape[-1] // 2] = 1
+            data.update(kernel1=batch['kernel2'], sinc_kernel=pulse)
+            return self.mild(data)
+        return self.realworld(data)
