@@ -44,20 +44,22 @@ def bicubic(lr, hr):
     return cv2.resize(lr, (lr.shape[1] * SCALE, lr.shape[0] * SCALE), interpolation=cv2.INTER_CUBIC)
 
 
-def student_method(path):
-    up = KDSRUpscaler(path, device='cpu', bf16=False)
+def student_method(path, param_key='auto'):
+    loaded = load_kdsr(path, param_key) if path else None
+    up = KDSRUpscaler(path, device='cpu', bf16=False, loaded=loaded)
     return lambda lr, hr: up.enhance(lr)[0]
 
 
-def teacher_method(path):
-    net, spec = load_kdsr(path)
+def teacher_method(path, param_key='auto'):
+    net, spec = load_kdsr(path, param_key)
     if not spec.is_teacher:
         raise SystemExit(f'bands.py: error: --teacher {path}: not a teacher checkpoint (use --model).')
     net.eval()
 
     def run(lr, hr):
         with torch.no_grad():
-            return to_image(net(to_tensor(lr), to_tensor(hr))[0])
+            out = net(to_tensor(lr), to_tensor(hr))
+        return to_image(out[0] if isinstance(out, tuple) else out)  # (SR, IDR) in training mode
 
     return run
 
@@ -160,6 +162,8 @@ def main():
     parser.add_argument('--niqe', action='store_true', help='NIQE on the whole upscaled photos (slow)')
     parser.add_argument('--figure', default=None, help='side-by-side PNG of the first KDSR method')
     parser.add_argument('--figure_photo', default=None, help='file name of the photo for --figure')
+    parser.add_argument('--param_key', default='auto', help="weights in the checkpoints: auto (params_ema, else "
+                        "params), params or params_ema")
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -169,9 +173,9 @@ def main():
         args.photos = [p for p in (shared_val, os.path.join(HERE, 'photos')) if os.path.isdir(p)]
     methods = {'bicubic': bicubic}
     for path in args.model or ([] if args.teacher else [None]):
-        methods[os.path.basename(path) if path else 'KDSR (built-in)'] = student_method(path)
+        methods[os.path.basename(path) if path else 'KDSR (built-in)'] = student_method(path, args.param_key)
     for path in args.teacher:
-        methods[os.path.basename(path) + ' (teacher, sees HR)'] = teacher_method(path)
+        methods[os.path.basename(path) + ' (teacher, sees HR)'] = teacher_method(path, args.param_key)
     for spec in args.peer:
         name, _, path = spec.partition('=')
         methods[name] = peer_method(path)

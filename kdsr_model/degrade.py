@@ -21,6 +21,9 @@ import torch
 from basicsr.models.realesrnet_model import RealESRNetModel
 from basicsr.utils import DiffJPEG, USMSharp
 
+from .errors import OptionError, tool
+from .io import is_image_name
+
 # The authors' degradation settings (KDSR-GAN options, identical to Real-ESRGAN's).
 DEGRADATION_DEFAULTS = dict(
     gt_usm=False, resize_prob=[0.2, 0.7, 0.1], resize_range=[0.15, 1.5], gaussian_noise_prob=0.5,
@@ -79,12 +82,12 @@ def make_test_set(hr_dir, out_dir, scale=4, seed=0, crops=1, gt_size=400):
     """Write ``crops`` seeded degraded crops of every image of ``hr_dir``; returns the pair names."""
     from basicsr.data.realesrgan_dataset import RealESRGANDataset
     from tqdm import tqdm
-    names = sorted(f for f in os.listdir(hr_dir) if f.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp', '.webp')))
+    names = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
     if not names:
-        raise SystemExit(f'kdsr-degrade: error: --hr {hr_dir}: no images.')
+        raise OptionError(f'--hr {hr_dir}: no images.')
     for sub in ('gt', 'lq'):
         if os.path.exists(os.path.join(out_dir, sub)):
-            raise SystemExit(f'kdsr-degrade: error: {os.path.join(out_dir, sub)} exists; choose another --out.')
+            raise OptionError(f'{os.path.join(out_dir, sub)} exists; choose another --out.')
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -112,6 +115,7 @@ def make_test_set(hr_dir, out_dir, scale=4, seed=0, crops=1, gt_size=400):
     return written
 
 
+@tool('kdsr-degrade')
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='kdsr-degrade', description=__doc__.split('\n\n')[1].split(':')[0])
     parser.add_argument('--hr', required=True, help='folder of HR images')

@@ -35,8 +35,8 @@ from tqdm import tqdm
 
 from kdsr_arch.checkpoint import load_kdsr
 
-from .errors import MissingFileError, OptionError
-from .prepare_data import IMG_EXTS
+from .errors import MissingFileError, OptionError, tool
+from .io import IMG_EXTS, first_line, is_image_name, write_atomic
 from .upscaler import KDSRUpscaler, pick_device
 
 TEACHER_NOTE = 'teacher, HR oracle'
@@ -149,7 +149,7 @@ class Source:
 
 
 def _list_images(folder):
-    return sorted(f for f in os.listdir(folder) if f.lower().endswith(IMG_EXTS) and not f.startswith('.'))
+    return [f for f in sorted(os.listdir(folder)) if is_image_name(f)]
 
 
 def read_set(folder):
@@ -250,7 +250,7 @@ def load_lpips(weights, device):
     try:
         state = torch.load(weights, map_location='cpu', weights_only=True)
     except Exception as err:  # pickle, zip and weights_only errors all mean the same to a user
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise OptionError(f'--lpips-weights {weights}: not a loadable PyTorch weights file ({reason}).') from None
     first = state.get('features.0.weight') if isinstance(state, dict) else None
     net = LPIPS_NETS.get(first.shape[-1]) if torch.is_tensor(first) and first.ndim == 4 else None
@@ -510,18 +510,9 @@ def format_tables(results):
     return '\n'.join(lines)
 
 
-def _write_atomic(path, write):
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f'.{os.path.basename(path)}.partial-{os.getpid()}')
-    try:
-        with open(tmp, 'w', newline='') as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+def _write_output(path, write):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, write, mode='w')
 
 
 CSV_FIELDS = ['kind', 'model', 'dataset', 'degradation', 'image', 'n_images', 'psnr', 'ssim', 'lpips']
@@ -539,11 +530,11 @@ def write_csv(results, path):
         for row in results['aggregates']:
             writer.writerow({'kind': 'mean', **row})
 
-    _write_atomic(path, write)
+    _write_output(path, write)
 
 
 def write_json(results, path):
-    _write_atomic(path, lambda f: json.dump(results, f, indent=1))
+    _write_output(path, lambda f: json.dump(results, f, indent=1))
 
 
 def parse_args(argv=None):
@@ -590,21 +581,18 @@ def parse_args(argv=None):
     return args
 
 
+@tool('kdsr-eval')
 def main(argv=None):
     args = parse_args(argv)
-    try:
-        results = evaluate(
-            args.model,
-            args.set,
-            list(zip(args.lq, args.gt)),
-            bicubic=args.bicubic,
-            crop=args.crop,
-            device=args.device,
-            tile=args.tile,
-            lpips_weights=args.lpips_weights)
-    except OptionError as err:
-        print(f'kdsr-eval: error: {err}', file=sys.stderr)
-        return 2
+    results = evaluate(
+        args.model,
+        args.set,
+        list(zip(args.lq, args.gt)),
+        bicubic=args.bicubic,
+        crop=args.crop,
+        device=args.device,
+        tile=args.tile,
+        lpips_weights=args.lpips_weights)
     print(format_tables(results))
     for flag, path, write in (('--csv', args.csv, write_csv), ('--json', args.json, write_json)):
         if path:

@@ -30,6 +30,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .errors import OptionError, tool
+from .io import atomic_output, first_line
+
 FORMATS = ('onnx', 'torchscript', 'export')
 DEFAULT_OPSET = 17
 OPSETS = range(10, 21)  # dynamic Slice needs 10; torch.onnx's TorchScript-based exporter supports up to 20
@@ -99,22 +102,6 @@ class ExportableStudent(nn.Module):
 
     def forward(self, lq):
         return self.net(lq.to(self.dtype)).float()
-
-
-@contextmanager
-def atomic_output(path):
-    """Yield a temporary path beside ``path`` (same extension); rename it to ``path`` on success.
-
-    On any error the temporary file is removed and ``path`` is left as it was.
-    """
-    folder, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f'.{base}.partial-{os.getpid()}{os.path.splitext(base)[1]}')
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 @contextmanager
@@ -258,22 +245,20 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@tool('kdsr-export')
 def main(argv=None):
     args = parse_args(argv)
     from kdsr_arch.checkpoint import load_kdsr
 
     if os.path.exists(args.output) and os.path.isfile(args.model) and os.path.samefile(args.output, args.model):
-        print(f'kdsr-export: error: -o {args.output} is the input checkpoint; choose another output.', file=sys.stderr)
-        return 2
+        raise OptionError(f'-o {args.output} is the input checkpoint; choose another output.')
     try:
         net, spec = load_kdsr(args.model)
     except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f'kdsr-export: error: {err.args[0] if err.args else err}', file=sys.stderr)
-        return 2
+        raise OptionError(err.args[0] if err.args else str(err)) from None
     if spec.is_teacher:
-        print(f'kdsr-export: error: {args.model}: a KDSR teacher (BlindSR_TA) needs the HR image to run; export a '
-              'student checkpoint.', file=sys.stderr)
-        return 2
+        raise OptionError(f'{args.model}: a KDSR teacher (BlindSR_TA) needs the HR image to run; export a '
+                          'student checkpoint.')
     if args.format == 'onnx' and args.check:
         try:
             import onnxruntime  # noqa: F401
@@ -290,7 +275,7 @@ def main(argv=None):
         print(f'kdsr-export: check failed, {args.output} not written: {err}', file=sys.stderr)
         return 1
     except Exception as err:  # exporter errors can be long traces: their first line says enough
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         what = '' if isinstance(err, ValueError) else f'{args.format} export of {args.model} failed: '
         print(f'kdsr-export: error: {what}{reason}', file=sys.stderr)
         return 2

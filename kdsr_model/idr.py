@@ -25,8 +25,8 @@ import torch
 from kdsr_arch.checkpoint import load_kdsr
 
 from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
-from .errors import MissingFileError, OptionError
-from .prepare_data import IMG_EXTS
+from .errors import MissingFileError, OptionError, tool
+from .io import atomic_output, is_image_name, write_atomic
 
 SWEEPS = ('iso', 'aniso', 'noise')
 
@@ -67,7 +67,7 @@ def read_crops(hr_dir, crops, size, seed):
     """``crops`` seeded ``size`` x ``size`` crops of every image of ``hr_dir`` as float64 RGB tensors."""
     if not os.path.isdir(hr_dir):
         raise MissingFileError(f'--hr {hr_dir}: no such folder.')
-    names = sorted(f for f in os.listdir(hr_dir) if f.lower().endswith(IMG_EXTS))
+    names = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
     rng = np.random.default_rng(seed)
     out = []
     for name in names:
@@ -136,10 +136,9 @@ def tsne_plot(feats, values, path, title, label, seed=0):
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
-    tmp = path + '.partial.png'
-    fig.savefig(tmp)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0, device='cpu', progress=True):
@@ -168,13 +167,11 @@ def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0
     np.savez(os.path.join(out_dir, 'idr.npz'), idr=feats, level=lv, value=vals)
     result = {'model': model, 'arch': spec.options(), 'teacher': spec.is_teacher, 'sweep': sweep, 'values': values,
               'samples': int(len(feats)), **scores}
-    tmp = os.path.join(out_dir, 'idr.json.partial')
-    with open(tmp, 'w') as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, os.path.join(out_dir, 'idr.json'))
+    write_atomic(os.path.join(out_dir, 'idr.json'), lambda f: json.dump(result, f, indent=1), mode='w')
     return result
 
 
+@tool('kdsr-idr')
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='kdsr-idr', description=__doc__.split('\n\n')[0])
     parser.add_argument('-m', '--model', required=True, help='a KDSR student or teacher checkpoint')
@@ -187,12 +184,7 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
-    try:
-        result = run(args.model, args.hr, args.out, args.sweep, args.levels, args.crops, args.size, args.seed,
-                     args.device)
-    except (OptionError, MissingFileError) as err:
-        print(f'kdsr-idr: error: {err}', file=sys.stderr)
-        return 2
+    result = run(args.model, args.hr, args.out, args.sweep, args.levels, args.crops, args.size, args.seed, args.device)
     print(f'| model | sweep | samples | 5-NN accuracy (chance) | linear R^2 |\n|---|---|---|---|---|\n'
           f'| {os.path.basename(args.model)} | {args.sweep} | {result["samples"]} | '
           f'{result["knn_accuracy"]:.3f} ({result["chance"]:.3f}) | {result["linear_r2"]:.3f} |')

@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-IMG_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+from .errors import OptionError, tool
+from .io import IMG_EXTS, is_image_name
 
 
 def crop_positions(length, crop_size, step, thresh_size):
@@ -43,14 +44,14 @@ def extract_subimages(img, crop_size=400, step=200, thresh_size=0):
 def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=False, compress_level=3):
     """Run the whole preparation; returns ``(written sub-image names, failures [(file, reason)])``."""
     if not os.path.isdir(hr_dir):
-        raise SystemExit(f'kdsr-prepare: error: --hr {hr_dir}: not a folder.')
+        raise OptionError(f'--hr {hr_dir}: not a folder.')
     sub_dir = os.path.join(out_dir, 'sub')
     for existing in (sub_dir, os.path.join(out_dir, 'meta_info.txt'), os.path.join(out_dir, 'sub.lmdb')):
         if os.path.exists(existing):
-            raise SystemExit(f'kdsr-prepare: error: {existing} exists; choose another --out (nothing is overwritten).')
-    files = sorted(f for f in os.listdir(hr_dir) if f.lower().endswith(IMG_EXTS))
+            raise OptionError(f'{existing} exists; choose another --out (nothing is overwritten).')
+    files = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
     if not files:
-        raise SystemExit(f'kdsr-prepare: error: --hr {hr_dir}: no images ({", ".join(IMG_EXTS)}).')
+        raise OptionError(f'--hr {hr_dir}: no images ({", ".join(IMG_EXTS)}).')
     partial = sub_dir + '.partial'
     shutil.rmtree(partial, ignore_errors=True)
     os.makedirs(partial)
@@ -84,6 +85,7 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
     return names, failures
 
 
+@tool('kdsr-prepare')
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='kdsr-prepare', description=__doc__.split('\n\n')[0])
     parser.add_argument('--hr', required=True, help='folder of HR images')

@@ -1,6 +1,6 @@
 """``kdsr-testset``: deterministic classic-degradation test sets from a folder of HR images.
 
-    kdsr-testset --hr HR_DIR --out OUT_DIR --protocol gaussian8|aniso_noise --scale 4
+    kdsr-testset --hr HR_DIR --out OUT_DIR --protocol gaussian8|aniso_noise|bands --scale 4 [--crop 384]
 
 Writes ``OUT_DIR/HR/<name>.png`` (HR cropped to a multiple of the scale) and one folder of LR
 PNGs per degradation, ``OUT_DIR/<tag>/<name>.png``, plus ``protocol.json`` listing them.
@@ -11,6 +11,10 @@ PNGs per degradation, ``OUT_DIR/<tag>/<name>.png``, plus ``protocol.json`` listi
   (lambda1, lambda2, theta) = (4.0, 1.5, 120 deg) and (3.5, 1.5, 30 deg), then our own 9-kernel
   set ``k1``..``k9`` (lambda1 2.0/3.0/4.0 x theta 0/60/120 deg, lambda2 = lambda1 / 2), since
   the paper's Table 2 kernels are only pictured.
+* ``bands``: x4 only, the frozen evaluation bands ``clean``, ``mild`` and ``heavy`` of
+  :mod:`kdsr_model.data.bands` (blur, noise and JPEG drawn per image name).
+
+``--crop N`` keeps the centre N x N of each HR image (the bands' benchmark uses 384).
 
 Computed in float64 on the CPU with a noise seed derived from the image name and the
 degradation, so the same input gives the same LR bytes on every run.
@@ -27,6 +31,11 @@ import numpy as np
 import torch
 
 from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
+from .data.bands import BANDS
+from .data.bands import SCALE as BAND_SCALE
+from .data.bands import centre_crop, degrade_band
+from .errors import OptionError, tool
+from .io import is_image_name
 
 GAUSSIAN8_SIGMAS = {
     2: [0.9 + 0.1 * i for i in range(8)],
@@ -40,9 +49,13 @@ NOISE_LEVELS = (0, 10, 20)
 
 def degradations(protocol, scale):
     """[(tag, description dict)] of a protocol at a scale."""
+    if protocol == 'bands':
+        if scale != BAND_SCALE:
+            raise OptionError(f'--scale {scale}: the bands are defined for x{BAND_SCALE}.')
+        return [(band, {'type': 'band', 'band': band}) for band in BANDS]
     if protocol == 'gaussian8':
         if scale not in GAUSSIAN8_SIGMAS:
-            raise SystemExit(f'kdsr-testset: error: --scale {scale}: gaussian8 is defined for x2, x3 and x4.')
+            raise OptionError(f'--scale {scale}: gaussian8 is defined for x2, x3 and x4.')
         return [(f'sig{s:.2f}', {'type': 'iso', 'sigma': round(s, 4), 'noise': 0})
                 for s in GAUSSIAN8_SIGMAS[scale]]
     kernels = [(f'authors{i + 1}', k) for i, k in enumerate(AUTHORS_ANISO)]
@@ -63,12 +76,12 @@ def _seed(name, tag):
     return int.from_bytes(hashlib.sha256(f'{name}/{tag}'.encode()).digest()[:8], 'little')
 
 
-def make_testset(hr_dir, out_dir, protocol, scale):
-    names = sorted(f for f in os.listdir(hr_dir) if f.lower().endswith(('.png', '.jpg', '.jpeg', '.bmp', '.tif')))
+def make_testset(hr_dir, out_dir, protocol, scale, crop=None):
+    names = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
     if not names:
-        raise SystemExit(f'kdsr-testset: error: --hr {hr_dir}: no images.')
+        raise OptionError(f'--hr {hr_dir}: no images.')
     if os.path.exists(os.path.join(out_dir, 'protocol.json')):
-        raise SystemExit(f'kdsr-testset: error: {out_dir} already holds a test set; choose another --out.')
+        raise OptionError(f'{out_dir} already holds a test set; choose another --out.')
     degs = degradations(protocol, scale)
     os.makedirs(os.path.join(out_dir, 'HR'), exist_ok=True)
     for tag, _ in degs:
@@ -77,32 +90,41 @@ def make_testset(hr_dir, out_dir, protocol, scale):
     for name in tqdm(names, desc=f'{protocol} x{scale}', unit='img'):
         img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_COLOR)
         if img is None:
-            raise SystemExit(f'kdsr-testset: error: {os.path.join(hr_dir, name)}: not a readable image.')
+            raise OptionError(f'{os.path.join(hr_dir, name)}: not a readable image.')
+        if crop:
+            img = centre_crop(img, crop)
         h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
         img = np.ascontiguousarray(img[:h, :w])
         stem = os.path.splitext(name)[0] + '.png'
         cv2.imwrite(os.path.join(out_dir, 'HR', stem), img)
         hr = torch.from_numpy(img[:, :, ::-1].astype(np.float64) / 255).permute(2, 0, 1)[None]
         for tag, desc in degs:
+            if desc['type'] == 'band':
+                cv2.imwrite(os.path.join(out_dir, tag, stem), degrade_band(img, tag, stem))
+                continue
             torch.manual_seed(_seed(stem, tag))
             lr = classic_degrade(hr, kernel_of(desc), torch.tensor([float(desc['noise'])], dtype=torch.float64),
                                  scale)
             lr = (lr[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
             cv2.imwrite(os.path.join(out_dir, tag, stem), lr)
     with open(os.path.join(out_dir, 'protocol.json'), 'w') as f:
-        json.dump({'protocol': protocol, 'scale': scale, 'images': names,
+        json.dump({'protocol': protocol, 'scale': scale, 'crop': crop, 'images': names,
                    'degradations': {tag: desc for tag, desc in degs}}, f, indent=1)
     return degs
 
 
+@tool('kdsr-testset')
 def main(argv=None):
     parser = argparse.ArgumentParser(prog='kdsr-testset', description=__doc__.split('\n\n')[0])
     parser.add_argument('--hr', required=True)
     parser.add_argument('--out', required=True)
-    parser.add_argument('--protocol', required=True, choices=['gaussian8', 'aniso_noise'])
+    parser.add_argument('--protocol', required=True, choices=['gaussian8', 'aniso_noise', 'bands'])
     parser.add_argument('--scale', type=int, default=4, choices=[2, 3, 4])
+    parser.add_argument('--crop', type=int, default=None, help='keep the centre CROP x CROP of each HR image')
     args = parser.parse_args(argv)
-    degs = make_testset(args.hr, args.out, args.protocol, args.scale)
+    if args.crop is not None and args.crop < args.scale:
+        parser.error(f'--crop {args.crop}: must be at least the scale ({args.scale})')
+    degs = make_testset(args.hr, args.out, args.protocol, args.scale, args.crop)
     print(f'kdsr-testset: {len(degs)} degradations in {args.out} (see protocol.json)')
     return 0
 

@@ -14,8 +14,8 @@ import sys
 import cv2
 import numpy as np
 
-IMG_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.bmp')
-EXTS_16BIT = ('png', 'tif', 'tiff')
+from .errors import MissingFileError, OptionError, tool
+from .io import EXTS_16BIT, first_line, is_image_name, read_image, remove_stale_partials, write_image_atomic
 
 
 def parse_args(argv=None):
@@ -52,42 +52,8 @@ def list_inputs(path):
         return [path]
     if os.path.isdir(path):
         return [os.path.join(path, f) for f in sorted(os.listdir(path))
-                if f.lower().endswith(IMG_EXTS) and os.path.isfile(os.path.join(path, f))]
+                if is_image_name(f) and os.path.isfile(os.path.join(path, f))]
     raise FileNotFoundError(f'{path}: no such file or folder')
-
-
-def exif_rotation(path):
-    """The EXIF orientation tag of a JPEG/TIFF/WebP (1 if none)."""
-    try:
-        from PIL import Image
-        with Image.open(path) as im:
-            return im.getexif().get(0x0112, 1)
-    except Exception:
-        return 1
-
-
-def apply_orientation(img, orientation):
-    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
-           5: lambda a: np.swapaxes(a, 0, 1), 6: lambda a: np.swapaxes(a, 0, 1)[:, ::-1],
-           7: lambda a: np.swapaxes(a, 0, 1)[::-1, ::-1], 8: lambda a: np.swapaxes(a, 0, 1)[::-1]}
-    return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
-
-
-def read_image(path):
-    """Read as OpenCV does, keeping bit depth, alpha and grayscale; EXIF orientation applied.
-    Raises ValueError with a short reason for files that are not usable images."""
-    if os.path.getsize(path) == 0:
-        raise ValueError('empty file')
-    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ValueError('not an image, truncated, or a format OpenCV cannot read')
-    if img.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
-    if img.ndim == 3 and img.shape[2] not in (1, 3, 4):
-        raise ValueError(f'unsupported channel count {img.shape[2]}')
-    if path.lower().endswith(('.jpg', '.jpeg', '.tif', '.tiff', '.webp')):
-        img = apply_orientation(img, exif_rotation(path))
-    return img
 
 
 def output_ext(args_ext, in_path, img):
@@ -100,44 +66,6 @@ def output_ext(args_ext, in_path, img):
     return ext
 
 
-def write_atomic(path, img):
-    """Encode, write to a temporary file beside ``path``, then rename: never a partial image."""
-    ext = os.path.splitext(path)[1].lower()
-    if img.dtype == np.uint16 and ext[1:] not in EXTS_16BIT:
-        img = (img / 257.0).round().astype(np.uint8)
-    if ext in ('.jpg', '.jpeg', '.bmp') and img.ndim == 3 and img.shape[2] == 4:
-        img = img[:, :, :3]
-    ok, buf = cv2.imencode(ext, img)
-    if not ok:
-        raise ValueError(f'could not encode as {ext}')
-    tmp = os.path.join(os.path.dirname(path) or '.', f'.{os.path.basename(path)}.partial-{os.getpid()}')
-    try:
-        with open(tmp, 'wb') as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def remove_stale_partials(folder):
-    """Delete temporary files left by an earlier run that was killed (its process is gone)."""
-    for name in os.listdir(folder):
-        pid = name.rsplit('.partial-', 1)[1] if name.startswith('.') and '.partial-' in name else ''
-        if pid.isdigit() and not _alive(int(pid)):
-            os.remove(os.path.join(folder, name))
-
-
 def shard(files):
     """This process's share under torchrun (RANK/WORLD_SIZE), else all files."""
     world = int(os.environ.get('WORLD_SIZE', '1'))
@@ -145,6 +73,7 @@ def shard(files):
     return files[rank::world], rank, world
 
 
+@tool('kdsr-upscale')
 def main(argv=None):
     args = parse_args(argv)
     import torch
@@ -155,8 +84,7 @@ def main(argv=None):
     try:
         files = list_inputs(args.input)
     except FileNotFoundError as err:
-        print(f'kdsr-upscale: error: -i {err}', file=sys.stderr)
-        return 2
+        raise MissingFileError(f'-i {err}') from None
     files, rank, world = shard(files)
     gpu_id = args.gpu_id
     if world > 1 and gpu_id is None and torch.cuda.is_available():
@@ -170,8 +98,7 @@ def main(argv=None):
             from .faces import FaceEnhancer
             face_enhancer = FaceEnhancer(upscaler, args.outscale or upscaler.scale, args.face_model, args.facexlib_dir)
     except (ValueError, FileNotFoundError, KeyError) as err:
-        print(f'kdsr-upscale: error: {err}', file=sys.stderr)
-        return 2
+        raise OptionError(str(err)) from None
     os.makedirs(args.output, exist_ok=True)
     remove_stale_partials(args.output)
     inputs = {os.path.realpath(f) for f in files}
@@ -196,10 +123,10 @@ def main(argv=None):
                     tqdm.write(f'kdsr-upscale: {path}: faces are restored on 8-bit RGB images only; upscaled '
                                'without face enhancement', file=sys.stderr)
                 out, _ = upscaler.enhance(img, outscale=args.outscale, alpha_upsampler=args.alpha_upsampler)
-            write_atomic(out_path, out)
+            write_image_atomic(out_path, out)
             written += 1
         except (ValueError, OSError, cv2.error) as err:
-            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            reason = first_line(err)
             tqdm.write(f'kdsr-upscale: failed {path}: {reason}', file=sys.stderr)
             failed.append(path)
     print(f'kdsr-upscale: {written} written, {skipped} skipped (output exists; --overwrite to redo), '

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from kdsr_model.degrade import make_test_set
+from kdsr_model.errors import OptionError
 from kdsr_model.prepare_data import crop_positions, prepare
 from conftest import PHOTO
 from test_plugin import BIN, REPO
@@ -61,5 +62,5 @@ def test_degraded_test_set_is_seeded_and_sized(tmp_path):
 
 def test_degrade_refuses_to_overwrite(tmp_path):
     (tmp_path / 'gt').mkdir()
-    with pytest.raises(SystemExit, match='exists'):
+    with pytest.raises(OptionError, match="gt exists; choose another --out"):
         make_test_set(os.path.join(SAMPLES, 'train'), str(tmp_path))

@@ -1,0 +1,163 @@
+"""The training degradation mixture and the frozen evaluation bands."""
+import os
+import random
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from basicsr.models import build_model
+from basicsr.utils.matlab_functions import imresize
+
+from kdsr_model.data.bands import BANDS, band_params, centre_crop, degrade_band
+from kdsr_model.data.mixture import BRANCHES, MixtureDegrader
+from kdsr_model.errors import OptionError
+from conftest import PHOTO, SAMPLE_PHOTOS
+from test_plugin import BIN
+from test_training import _batch, _in_process, _options, _psnrs, _train, prepared  # noqa: F401 (fixture)
+
+
+def _gt_batch(n=2, size=96, seed=0):
+    """Real photo crops with the kernels a RealESRGANDataset batch carries (pulses here)."""
+    img = cv2.imread(SAMPLE_PHOTOS[1])[:, :, ::-1].astype(np.float32) / 255
+    rng = np.random.default_rng(seed)
+    crops = []
+    for _ in range(n):
+        t, s = rng.integers(0, img.shape[0] - size, 2)
+        crops.append(torch.from_numpy(np.ascontiguousarray(img[t:t + size, s:s + size])).permute(2, 0, 1))
+    pulse = torch.zeros(n, 21, 21)
+    pulse[:, 10, 10] = 1
+    return {'gt': torch.stack(crops), 'kernel1': pulse.clone(), 'kernel2': pulse.clone(), 'sinc_kernel': pulse.clone()}
+
+
+def _mixture(gt_size=64, **mix):
+    return MixtureDegrader({'scale': 4, 'gt_size': gt_size, 'degradation_mixture': mix})
+
+
+@pytest.mark.parametrize('branch', BRANCHES)
+def test_each_branch_gives_aligned_8bit_pairs_of_gt_size(branch):
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    deg = _mixture(**{branch: 1})
+    lq, gt = deg(_gt_batch(n=3))
+    assert deg.last_branch == branch
+    assert lq.shape == (3, 3, 16, 16) and gt.shape == (3, 3, 64, 64)
+    assert not lq.requires_grad and not gt.requires_grad
+    levels = lq * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-4)
+    # aligned: the LR upsampled is closer to its own GT than to a shifted copy of it
+    up = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bicubic').clamp(0, 1)
+    own = (up - gt)[..., 8:-8, 8:-8].abs().mean()
+    shifted = (up[..., 8:-8, 8:-8] - gt[..., 12:-4, 12:-4]).abs().mean()
+    assert own < shifted, (own, shifted)
+
+
+def test_clean_branch_is_basicsr_imresize():
+    torch.manual_seed(0)
+    lq, gt = _mixture(clean=1)(_gt_batch(n=2))
+    for i in range(2):
+        ref = imresize(gt[i], 1 / 4).clamp(0, 1)
+        assert (lq[i] - ref).abs().max() <= 0.5 / 255 + 1e-6  # only the 8-bit rounding
+
+
+def test_branches_are_drawn_with_their_weights():
+    random.seed(1)
+    torch.manual_seed(1)
+    deg = _mixture(gt_size=32, clean=3, classic=1)
+    batch = _gt_batch(n=1, size=32)
+    counts = {b: 0 for b in BRANCHES}
+    for _ in range(400):
+        deg(batch)
+        counts[deg.last_branch] += 1
+    assert counts['realworld'] == counts['realworld_mild'] == 0
+    assert 260 < counts['clean'] < 340, counts  # 300 expected
+
+
+def test_gt_rescale_downscales_the_gt_but_never_below_gt_size():
+    deg = _mixture(gt_size=64, clean=1, gt_rescale=[0.5, 0.5])
+    out = deg._rescale(_gt_batch(n=1, size=200)['gt'])
+    assert out.shape[-2:] == (100, 100)
+    out = deg._rescale(_gt_batch(n=1, size=96)['gt'])
+    assert out.shape[-2:] == (64, 64)  # 0.5 would give 48 < gt_size
+
+
+@pytest.mark.parametrize('mix,message', [
+    ({'clean': 1, 'blurry': 1}, 'degradation_mixture: unknown key(s) blurry'),
+    ({'clean': -1, 'classic': 1}, 'degradation_mixture:clean: a branch weight must be a number >= 0'),
+    ({'clean': 0}, 'degradation_mixture: give at least one of'),
+    ({'clean': 1, 'gt_rescale': [1.0, 0.5]}, 'degradation_mixture:gt_rescale: expected [low, high]'),
+    ({'classic': 1, 'classic_opt': {'jpeg_range': [0, 120]}}, 'degradation_mixture:classic_opt:jpeg_range'),
+    ({'classic': 1, 'classic_opt': {'sigmas': [1, 2]}}, 'degradation_mixture:classic_opt: unknown key(s) sigmas'),
+])
+def test_bad_mixture_options_name_the_key(mix, message):
+    with pytest.raises(ValueError) as err:
+        _mixture(**mix)
+    assert message in str(err.value)
+
+
+def test_model_with_a_mixture_synthesises_and_names_bad_keys(tmp_path, prepared):  # noqa: F811
+    mix = {'clean': 1, 'classic': 1, 'realworld_mild': 1, 'realworld': 1, 'gt_rescale': [0.5, 1.0]}
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, top={'degradation_mixture': mix})
+    model = build_model(opt)
+    assert isinstance(model.degrader, MixtureDegrader)
+    model.feed_data(_batch(opt, 2))
+    assert model.lq.shape == (2, 3, 16, 16) and model.gt.shape == (2, 3, 64, 64)
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, top={'degradation_mixture': {'clean': 'x'}})
+    with pytest.raises(OptionError, match='degradation_mixture:clean'):
+        build_model(opt)
+
+
+@pytest.mark.slow
+def test_kdsr_train_with_a_mixture(tmp_path, prepared):  # noqa: F811
+    mix = {'clean': 0.4, 'classic': 0.3, 'realworld_mild': 0.2, 'realworld': 0.1, 'gt_rescale': [0.5, 1.0]}
+    opt_file, name = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, top={'degradation_mixture': mix})
+    log = _train(opt_file, tmp_path)
+    assert len(_psnrs(log)) >= 2  # validated during the run
+    assert (tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file()
+
+
+# ----------------------------------------------------------------- bands
+
+
+def _hr():
+    return centre_crop(cv2.imread(os.path.join(os.path.dirname(SAMPLE_PHOTOS[1]), PHOTO)), 96)
+
+
+def test_bands_are_seeded_per_photo_and_ordered_by_strength():
+    hr = _hr()
+    assert hr.shape == (96, 96, 3)
+    bic = {}
+    for band in BANDS:
+        lr = degrade_band(hr, band, PHOTO)
+        assert lr.shape == (24, 24, 3) and lr.dtype == np.uint8
+        assert np.array_equal(lr, degrade_band(hr, band, PHOTO))  # same bytes every time
+        up = cv2.resize(lr, (96, 96), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+        bic[band] = np.abs(up - hr).mean()
+    assert bic['clean'] < bic['mild'] < bic['heavy'], bic
+    assert band_params('mild', 'a.png') != band_params('mild', 'b.png')
+    assert np.array_equal(degrade_band(hr, 'clean', 'a.png'), degrade_band(hr, 'clean', 'b.png'))
+    ref = imresize(torch.from_numpy(hr[:, :, ::-1].astype(np.float64) / 255).permute(2, 0, 1), 1 / 4)
+    ref = (ref.clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round()
+    assert np.abs(degrade_band(hr, 'clean', PHOTO) - ref).max() <= 1
+
+
+def test_bands_refuse_a_size_not_divisible_by_4():
+    with pytest.raises(ValueError, match='x.png: HR size 95x96 is not divisible by 4'):
+        degrade_band(_hr()[:, :95], 'clean', 'x.png')
+    with pytest.raises(ValueError, match="band 'soft'"):
+        band_params('soft', 'x.png')
+
+
+def test_testset_writes_the_bands(tmp_path):
+    hr = tmp_path / 'hr'
+    hr.mkdir()
+    cv2.imwrite(str(hr / 'photo.png'), cv2.imread(SAMPLE_PHOTOS[1]))
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-testset'), '--hr', str(hr), '--out', str(tmp_path / 'o'),
+                           '--protocol', 'bands', '--crop', '96'], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    gt = cv2.imread(str(tmp_path / 'o' / 'HR' / 'photo.png'))
+    assert np.array_equal(gt, centre_crop(cv2.imread(SAMPLE_PHOTOS[1]), 96))
+    for band in BANDS:
+        assert np.array_equal(cv2.imread(str(tmp_path / 'o' / band / 'photo.png')), degrade_band(gt, band, 'photo.png'))
