@@ -6,4 +6,7 @@ not from the ``kdsr_arch`` namespace: the start-up hook may import this package 
 """
 import kdsr_arch  # noqa: F401  (networks; also the torchvision shim and basicsr)
 
-from . import losses, models  # noqa: F401  (registers KDLoss, KDSRNetTAModel, KDSRNetSTModel)
+from . import losses, models  # noqa: F401  (registers KDLoss and the KDSR models)
+from .compat import yaml_floats_with_exponents
+
+yaml_floats_with_exponents()  # BasicSR's options loader reads lr: 2e-4 as a number

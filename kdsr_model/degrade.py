@@ -16,12 +16,13 @@ import random
 import sys
 import tempfile
 
+import cv2
 import numpy as np
 import torch
 from basicsr.models.realesrnet_model import RealESRNetModel
 from basicsr.utils import DiffJPEG, USMSharp
 
-from .errors import OptionError, tool
+from .errors import MissingFileError, OptionError, tool
 from .io import is_image_name
 
 # The authors' degradation settings (KDSR-GAN options, identical to Real-ESRGAN's).
@@ -73,7 +74,6 @@ class RealWorldDegrader:
 
 
 def _write_png(path, tensor):
-    import cv2
     img = (tensor.clamp(0, 1).permute(1, 2, 0).cpu().numpy()[:, :, ::-1] * 255.0).round().astype(np.uint8)
     cv2.imwrite(path, img)
 
@@ -82,7 +82,17 @@ def make_test_set(hr_dir, out_dir, scale=4, seed=0, crops=1, gt_size=400):
     """Write ``crops`` seeded degraded crops of every image of ``hr_dir``; returns the pair names."""
     from basicsr.data.realesrgan_dataset import RealESRGANDataset
     from tqdm import tqdm
+    if not os.path.isdir(hr_dir):
+        raise MissingFileError(f'--hr {hr_dir}: not a folder.')
+    if os.path.realpath(out_dir) == os.path.realpath(hr_dir):
+        raise OptionError(f'--out {out_dir} is the --hr folder; nothing is written into an input folder. '
+                          'Choose another --out.')
     names = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
+    unreadable = [n for n in names if cv2.imread(os.path.join(hr_dir, n), cv2.IMREAD_COLOR) is None]
+    if unreadable:
+        raise OptionError(f'{os.path.join(hr_dir, unreadable[0])}: not a readable image'
+                          + (f' (and {len(unreadable) - 1} more)' if len(unreadable) > 1 else '')
+                          + '; remove it from --hr.')
     if not names:
         raise OptionError(f'--hr {hr_dir}: no images.')
     for sub in ('gt', 'lq'):
@@ -123,8 +133,14 @@ def main(argv=None):
     parser.add_argument('--scale', type=int, default=4)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--crops', type=int, default=1, help='crops per image')
-    parser.add_argument('--gt-size', type=int, default=400, help='HR crop size (at most 400)')
+    parser.add_argument('--gt_size', '--gt-size', type=int, default=400, help='HR crop size (at most 400)')
     args = parser.parse_args(argv)
+    for flag, value, low, high in (('--scale', args.scale, 1, 8), ('--crops', args.crops, 1, None),
+                                   ('--gt_size', args.gt_size, args.scale, 400)):
+        if value < low or (high is not None and value > high):
+            parser.error(f'{flag} {value}: must be {low} or more' + (f' and at most {high}' if high else ''))
+    if args.gt_size % args.scale:
+        parser.error(f'--gt_size {args.gt_size}: must be a multiple of --scale {args.scale}')
     written = make_test_set(args.hr, args.out, args.scale, args.seed, args.crops, args.gt_size)
     print(f'kdsr-degrade: {len(written)} pairs in {args.out}/gt and {args.out}/lq')
     return 0

@@ -23,6 +23,7 @@ import csv
 import json
 import os
 import sys
+import tempfile
 import warnings
 from collections import defaultdict
 
@@ -567,23 +568,46 @@ def parse_args(argv=None):
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('-t', '--tile', type=int, default=0, help='LR tile size for students (0: automatic)')
     p.add_argument(
+        '--lpips_weights',
         '--lpips-weights',
         default=None,
         metavar='PATH',
         help='torchvision alexnet or vgg16 weights file: adds LPIPS (needs the lpips package)')
     p.add_argument('--csv', default=None, metavar='PATH', help='write per-image rows and means as CSV')
     p.add_argument('--json', default=None, metavar='PATH', help='write the full results as JSON')
+    p.add_argument('--overwrite', action='store_true', help='replace an existing --csv / --json file')
     args = p.parse_args(argv)
     if len(args.lq) != len(args.gt):
         p.error(f'--lq and --gt come in pairs ({len(args.lq)} --lq, {len(args.gt)} --gt).')
     if args.crop is not None and args.crop < 0:
         p.error('--crop must be 0 or more.')
+    if args.tile < 0:
+        p.error(f'-t/--tile {args.tile}: must be 0 (automatic) or more')
     return args
+
+
+def check_outputs(outputs, overwrite):
+    """Before any evaluation: each ``(flag, path)`` output is new (or ``overwrite``) and writable."""
+    for flag, path in outputs:
+        if not path:
+            continue
+        if os.path.isdir(path):
+            raise OptionError(f'{flag} {path} is a folder; name a file.')
+        if os.path.exists(path) and not overwrite:
+            raise OptionError(f'{flag} {path} exists; choose another name or add --overwrite.')
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix='.kdsr-write-check-'):
+                pass
+        except OSError as err:
+            raise OptionError(f'{flag} {path}: cannot write there ({err.strerror or first_line(err)}).') from None
 
 
 @tool('kdsr-eval')
 def main(argv=None):
     args = parse_args(argv)
+    check_outputs((('--csv', args.csv), ('--json', args.json)), args.overwrite)
     results = evaluate(
         args.model,
         args.set,

@@ -8,8 +8,10 @@ the scale with lambda2 = lambda1 / 2 and a seeded theta; ``noise``: sigma-2 blur
 50), and the model's IDR (student: from the LR; teacher: from LR + HR) is extracted. Writes
 ``OUT_DIR/idr_tsne.png`` (t-SNE of the IDRs coloured by level, the paper's Fig. 6),
 ``OUT_DIR/idr.npz`` (IDRs, levels, values) and ``OUT_DIR/idr.json`` with two separability
-figures, printed too: the 5-NN accuracy of the level (5-fold cross-validated; chance is
-1 / levels) and the R^2 of a cross-validated linear (ridge) probe predicting the level value.
+figures, printed too: the 5-NN accuracy of the level (chance is 1 / levels) and the R^2 of a
+linear (ridge) probe predicting the level value, both cross-validated with whole photos held
+out (grouped folds: crops of one photo never sit in both the training and the test fold, so
+a representation that only recognises the photo scores at chance).
 Needs the ``idr`` extra (scikit-learn, matplotlib).
 """
 import argparse
@@ -63,34 +65,37 @@ def degrade(hr, sweep, value, scale, generator):
     return classic_degrade(hr, kernel, noise_t, scale)
 
 
-def read_crops(hr_dir, crops, size, seed):
-    """``crops`` seeded ``size`` x ``size`` crops of every image of ``hr_dir`` as float64 RGB tensors."""
+def read_crops(hr_dir, crops, size, seed, on_skip=None):
+    """``crops`` seeded ``size`` x ``size`` crops of every image of ``hr_dir``: ``(float64 RGB tensors,
+    photo index of each)``. Unusable images are reported to ``on_skip(path, reason)``."""
     if not os.path.isdir(hr_dir):
         raise MissingFileError(f'--hr {hr_dir}: no such folder.')
     names = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
     rng = np.random.default_rng(seed)
-    out = []
+    out, groups = [], []
     for name in names:
         img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_COLOR)
-        if img is None:
-            print(f'kdsr-idr: skipped {os.path.join(hr_dir, name)}: not a readable image.', file=sys.stderr)
+        reason = 'not a readable image' if img is None else (
+            f'smaller than --size {size}' if min(img.shape[:2]) < size else None)
+        if reason:
+            if on_skip:
+                on_skip(os.path.join(hr_dir, name), reason)
             continue
         h, w = img.shape[:2]
-        if min(h, w) < size:
-            print(f'kdsr-idr: skipped {os.path.join(hr_dir, name)}: smaller than --size {size}.', file=sys.stderr)
-            continue
+        photo = len(set(groups))
         for _ in range(crops):
+            groups.append(photo)
             top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
             crop = img[top:top + size, left:left + size, ::-1].astype(np.float64) / 255
             out.append(torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None])
     if not out:
         raise MissingFileError(f'--hr {hr_dir}: no readable images of at least {size}x{size}.')
-    return out
+    return out, groups
 
 
 @torch.inference_mode()
 def extract_idrs(net, is_teacher, crops, sweep, values, scale, seed=0, device='cpu', progress=True):
-    """IDRs (N, C) of ``net`` for every crop x level, with the level index and value of each."""
+    """IDRs (N, C) of ``net`` for every crop x level (crop-major), with the level index and value of each."""
     from tqdm import tqdm
     generator = torch.Generator().manual_seed(seed)
     net = net.to(device).eval()
@@ -105,22 +110,36 @@ def extract_idrs(net, is_teacher, crops, sweep, values, scale, seed=0, device='c
     return np.stack(feats), np.array(levels), np.array(vals)
 
 
-def separability(feats, levels, values, seed=0):
-    """5-fold cross-validated 5-NN accuracy of the level and R^2 of a ridge probe on the value."""
+def separability(feats, levels, values, seed=0, groups=None):
+    """Cross-validated 5-NN accuracy of the level and R^2 of a ridge probe on the value.
+
+    ``groups`` (the photo of each sample): folds hold out whole photos (up to 5 folds); without
+    it, stratified / plain 5-fold splits of the samples."""
     from sklearn.linear_model import RidgeCV
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_val_predict, cross_val_score
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedKFold, cross_val_predict, cross_val_score
     from sklearn.neighbors import KNeighborsClassifier
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    folds = min(5, int(np.bincount(levels).min()))
-    if folds < 2:
-        raise OptionError('kdsr-idr: too few samples per level for cross-validation; raise --crops.')
     knn = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=5))
-    acc = cross_val_score(knn, feats, levels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed)).mean()
     probe = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 13)))
-    pred = cross_val_predict(probe, feats, values, cv=KFold(folds, shuffle=True, random_state=seed))
+    if groups is not None:
+        groups = np.asarray(groups)
+        folds = min(5, len(np.unique(groups)))
+        if folds < 2:
+            raise OptionError('kdsr-idr: grouped cross-validation needs at least 2 photos in --hr.')
+        split = GroupKFold(folds)
+        acc = cross_val_score(knn, feats, levels, groups=groups, cv=split).mean()
+        pred = cross_val_predict(probe, feats, values, groups=groups, cv=split)
+        cv = f'{folds} folds, grouped by photo'
+    else:
+        folds = min(5, int(np.bincount(levels).min()))
+        if folds < 2:
+            raise OptionError('kdsr-idr: too few samples per level for cross-validation; raise --crops.')
+        acc = cross_val_score(knn, feats, levels, cv=StratifiedKFold(folds, shuffle=True, random_state=seed)).mean()
+        pred = cross_val_predict(probe, feats, values, cv=KFold(folds, shuffle=True, random_state=seed))
+        cv = f'{folds} folds over samples'
     r2 = 1 - ((pred - values)**2).sum() / max(((values - values.mean())**2).sum(), 1e-12)
-    return {'knn_accuracy': float(acc), 'chance': 1 / len(np.unique(levels)), 'linear_r2': float(r2)}
+    return {'knn_accuracy': float(acc), 'chance': 1 / len(np.unique(levels)), 'linear_r2': float(r2), 'cv': cv}
 
 
 def tsne_plot(feats, values, path, title, label, seed=0):
@@ -141,7 +160,8 @@ def tsne_plot(feats, values, path, title, label, seed=0):
     plt.close(fig)
 
 
-def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0, device='cpu', progress=True):
+def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0, device='cpu', progress=True,
+        on_skip=None):
     """Extract, score and plot; returns the ``idr.json`` dict."""
     _optional_deps()
     if sweep not in SWEEPS:
@@ -155,9 +175,9 @@ def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0
     if size % spec.scale:
         raise OptionError(f'--size {size} must be a multiple of the model scale ({spec.scale}).')
     values = sweep_values(sweep, levels, spec.scale)
-    feats, lv, vals = extract_idrs(net, spec.is_teacher, read_crops(hr_dir, crops, size, seed), sweep, values,
-                                   spec.scale, seed, device, progress)
-    scores = separability(feats, lv, vals, seed)
+    hr_crops, photos = read_crops(hr_dir, crops, size, seed, on_skip)
+    feats, lv, vals = extract_idrs(net, spec.is_teacher, hr_crops, sweep, values, spec.scale, seed, device, progress)
+    scores = separability(feats, lv, vals, seed, groups=np.repeat(photos, len(values)))
     os.makedirs(out_dir, exist_ok=True)
     label = {'iso': 'blur sigma', 'aniso': 'lambda1 (lambda2 = lambda1 / 2)', 'noise': 'noise std (0-255)'}[sweep]
     title = (f'{os.path.basename(model)}: IDR t-SNE, {sweep} sweep\n'
@@ -184,7 +204,8 @@ def main(argv=None):
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--device', default='cpu')
     args = parser.parse_args(argv)
-    result = run(args.model, args.hr, args.out, args.sweep, args.levels, args.crops, args.size, args.seed, args.device)
+    result = run(args.model, args.hr, args.out, args.sweep, args.levels, args.crops, args.size, args.seed, args.device,
+                 on_skip=lambda path, reason: print(f'kdsr-idr: skipped {path}: {reason}.', file=sys.stderr))
     print(f'| model | sweep | samples | 5-NN accuracy (chance) | linear R^2 |\n|---|---|---|---|---|\n'
           f'| {os.path.basename(args.model)} | {args.sweep} | {result["samples"]} | '
           f'{result["knn_accuracy"]:.3f} ({result["chance"]:.3f}) | {result["linear_r2"]:.3f} |')

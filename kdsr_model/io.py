@@ -5,11 +5,14 @@ tools turn into one line naming the file.
 """
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.bmp')
+MAX_PIXELS = 1 << 27  # 134 M pixels: larger headers are refused unless the caller raises the limit
+ALPHA_MODES = ('RGBA', 'LA', 'La', 'RGBa', 'PA')
 EXTS_16BIT = ('png', 'tif', 'tiff')
 EXIF_EXTS = ('.jpg', '.jpeg', '.tif', '.tiff', '.webp')
 
@@ -46,14 +49,62 @@ def apply_orientation(img, orientation):
     return np.ascontiguousarray(ops[orientation](img)) if orientation in ops else img
 
 
-def read_image(path):
+@dataclass
+class ImageInfo:
+    """What an image file's header says (read without decoding the pixels)."""
+    width: int
+    height: int
+    frames: int
+    mode: str
+    format: str
+
+    @property
+    def has_alpha(self):
+        return self.mode in ALPHA_MODES
+
+
+def peek_image(path):
+    """The header of an image file as :class:`ImageInfo` (Pillow reads only the header), or None
+    when Pillow cannot identify it (OpenCV may still read it)."""
+    from PIL import Image, UnidentifiedImageError
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the caller compares the size with its own limit
+    try:
+        with Image.open(path) as im:
+            return ImageInfo(im.width, im.height, getattr(im, 'n_frames', 1), im.mode, im.format or '')
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _check_jpeg_complete(path):
+    """OpenCV decodes a truncated JPEG with a warning and grey rows; Pillow says so."""
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            im.load()
+    except OSError as err:
+        raise ValueError(f'broken or truncated JPEG ({first_line(err)})') from None
+
+
+def read_image(path, max_pixels=MAX_PIXELS, info=None):
     """Read as OpenCV does, keeping bit depth, alpha and grayscale; EXIF orientation applied.
-    Raises ValueError with a short reason for files that are not usable images."""
+
+    Raises ValueError with a short reason for files that are not usable images: empty, not an
+    image, truncated, more than ``max_pixels`` pixels in the header (checked before decoding),
+    unsupported pixel type or channel count. ``info``: :func:`peek_image`'s result, if known.
+    """
     if os.path.getsize(path) == 0:
         raise ValueError('empty file')
+    info = info or peek_image(path)
+    if info is not None and max_pixels and info.width * info.height > max_pixels:
+        raise ValueError(f'{info.width}x{info.height} is over the limit of {max_pixels} pixels '
+                         '(a decompression bomb?); raise --max_pixels to read it')
     img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise ValueError('not an image, truncated, or a format OpenCV cannot read')
+    if info is not None and info.format == 'JPEG':
+        _check_jpeg_complete(path)
     if img.dtype not in (np.uint8, np.uint16):
         raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
     if img.ndim == 3 and img.shape[2] not in (1, 3, 4):

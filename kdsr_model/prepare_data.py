@@ -45,6 +45,9 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
     """Run the whole preparation; returns ``(written sub-image names, failures [(file, reason)])``."""
     if not os.path.isdir(hr_dir):
         raise OptionError(f'--hr {hr_dir}: not a folder.')
+    if os.path.realpath(out_dir) == os.path.realpath(hr_dir):
+        raise OptionError(f'--out {out_dir} is the --hr folder; nothing is written into an input folder. '
+                          'Choose another --out.')
     sub_dir = os.path.join(out_dir, 'sub')
     for existing in (sub_dir, os.path.join(out_dir, 'meta_info.txt'), os.path.join(out_dir, 'sub.lmdb')):
         if os.path.exists(existing):
@@ -54,7 +57,7 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
         raise OptionError(f'--hr {hr_dir}: no images ({", ".join(IMG_EXTS)}).')
     partial = sub_dir + '.partial'
     shutil.rmtree(partial, ignore_errors=True)
-    os.makedirs(partial)
+    os.makedirs(partial)  # creates --out too, once the inputs are known to be usable
     names, failures = [], []
     for name in tqdm(files, desc='sub-images', unit='img'):
         img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_UNCHANGED)
@@ -65,7 +68,7 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
         if min(img.shape[:2]) < crop_size:
             failures.append((name, f'smaller than crop size {crop_size}'))
             tqdm.write(f'kdsr-prepare: skipped {os.path.join(hr_dir, name)}: {img.shape[1]}x{img.shape[0]} is '
-                       f'smaller than --crop-size {crop_size}')
+                       f'smaller than --crop_size {crop_size}')
             continue
         stem = os.path.splitext(name)[0]
         for idx, crop in enumerate(extract_subimages(img, crop_size, step, thresh_size), start=1):
@@ -90,12 +93,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog='kdsr-prepare', description=__doc__.split('\n\n')[0])
     parser.add_argument('--hr', required=True, help='folder of HR images')
     parser.add_argument('--out', required=True, help='output folder (sub/, meta_info.txt, sub.lmdb/)')
-    parser.add_argument('--crop-size', type=int, default=400)
-    parser.add_argument('--step', type=int, default=200)
-    parser.add_argument('--thresh-size', type=int, default=0)
+    parser.add_argument('--crop_size', '--crop-size', type=int, default=400, help='sub-image side (default 400)')
+    parser.add_argument('--step', type=int, default=200, help='distance between sub-images (default 200)')
+    parser.add_argument('--thresh_size', '--thresh-size', type=int, default=0,
+                        help='keep a last, shifted sub-image when this many pixels are left over (default 0)')
     parser.add_argument('--lmdb', action='store_true', help='also write an LMDB of the sub-images')
     args = parser.parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    for flag, value, low in (('--crop_size', args.crop_size, 1), ('--step', args.step, 1),
+                             ('--thresh_size', args.thresh_size, 0)):
+        if value < low:
+            parser.error(f'{flag} {value}: must be {low} or more')
     names, failures = prepare(args.hr, args.out, args.crop_size, args.step, args.thresh_size, args.lmdb)
     print(f'kdsr-prepare: {len(names)} sub-images in {os.path.join(args.out, "sub")}, meta_info '
           f'{os.path.join(args.out, "meta_info.txt")}' + (', LMDB sub.lmdb' if args.lmdb else '') +

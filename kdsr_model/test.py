@@ -11,7 +11,7 @@ from .cli import run_pipeline
 
 
 def main():
-    run_pipeline('kdsr-test', test_pipeline, os.getcwd())
+    run_pipeline('kdsr-test', test_pipeline, os.getcwd(), is_train=False)
 
 
 if __name__ == '__main__':

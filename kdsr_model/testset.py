@@ -24,7 +24,9 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -34,7 +36,7 @@ from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isot
 from .data.bands import BANDS
 from .data.bands import SCALE as BAND_SCALE
 from .data.bands import centre_crop, degrade_band
-from .errors import OptionError, tool
+from .errors import EXIT_SOME_FAILED, MissingFileError, OptionError, tool
 from .io import is_image_name
 
 GAUSSIAN8_SIGMAS = {
@@ -76,41 +78,73 @@ def _seed(name, tag):
     return int.from_bytes(hashlib.sha256(f'{name}/{tag}'.encode()).digest()[:8], 'little')
 
 
-def make_testset(hr_dir, out_dir, protocol, scale, crop=None):
+def _check_folders(hr_dir, out_dir):
+    if not os.path.isdir(hr_dir):
+        raise MissingFileError(f'--hr {hr_dir}: not a folder.')
+    hr, out = os.path.realpath(hr_dir), os.path.realpath(out_dir)
+    if hr == out or hr.startswith(out + os.sep):
+        raise OptionError(f'--out {out_dir} holds the --hr folder; a test set is never written into (or over) '
+                          'its inputs. Choose another --out.')
+    if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
+        raise OptionError(f'--out {out_dir} exists and is not an empty folder; choose a new --out '
+                          '(a test set is written whole or not at all).')
+
+
+def make_testset(hr_dir, out_dir, protocol, scale, crop=None, on_skip=None):
+    """Write the test set into ``out_dir`` (new or empty), whole: it is built in a temporary
+    folder beside it and renamed when complete. Unreadable images are left out, each reported
+    to ``on_skip(path, reason)``. Returns ``(degradations, skipped paths)``."""
+    _check_folders(hr_dir, out_dir)
     names = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
     if not names:
         raise OptionError(f'--hr {hr_dir}: no images.')
-    if os.path.exists(os.path.join(out_dir, 'protocol.json')):
-        raise OptionError(f'{out_dir} already holds a test set; choose another --out.')
     degs = degradations(protocol, scale)
-    os.makedirs(os.path.join(out_dir, 'HR'), exist_ok=True)
-    for tag, _ in degs:
-        os.makedirs(os.path.join(out_dir, tag), exist_ok=True)
-    from tqdm import tqdm
-    for name in tqdm(names, desc=f'{protocol} x{scale}', unit='img'):
-        img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_COLOR)
-        if img is None:
-            raise OptionError(f'{os.path.join(hr_dir, name)}: not a readable image.')
-        if crop:
-            img = centre_crop(img, crop)
-        h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
-        img = np.ascontiguousarray(img[:h, :w])
-        stem = os.path.splitext(name)[0] + '.png'
-        cv2.imwrite(os.path.join(out_dir, 'HR', stem), img)
-        hr = torch.from_numpy(img[:, :, ::-1].astype(np.float64) / 255).permute(2, 0, 1)[None]
-        for tag, desc in degs:
-            if desc['type'] == 'band':
-                cv2.imwrite(os.path.join(out_dir, tag, stem), degrade_band(img, tag, stem))
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f'.{os.path.basename(os.path.abspath(out_dir))}.partial-', dir=parent)
+    try:
+        for sub in ['HR'] + [tag for tag, _ in degs]:
+            os.makedirs(os.path.join(work, sub))
+        from tqdm import tqdm
+        used, skipped = [], []
+        for name in tqdm(names, desc=f'{protocol} x{scale}', unit='img'):
+            img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_COLOR)
+            if img is None or min(img.shape[:2]) < scale:
+                skipped.append(os.path.join(hr_dir, name))
+                if on_skip:
+                    on_skip(skipped[-1], 'not a readable image' if img is None else f'smaller than the scale {scale}')
                 continue
-            torch.manual_seed(_seed(stem, tag))
-            lr = classic_degrade(hr, kernel_of(desc), torch.tensor([float(desc['noise'])], dtype=torch.float64),
-                                 scale)
-            lr = (lr[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
-            cv2.imwrite(os.path.join(out_dir, tag, stem), lr)
-    with open(os.path.join(out_dir, 'protocol.json'), 'w') as f:
-        json.dump({'protocol': protocol, 'scale': scale, 'crop': crop, 'images': names,
-                   'degradations': {tag: desc for tag, desc in degs}}, f, indent=1)
-    return degs
+            _write_image(work, name, img, degs, scale, crop)
+            used.append(name)
+        if not used:
+            raise OptionError(f'--hr {hr_dir}: no readable images.')
+        with open(os.path.join(work, 'protocol.json'), 'w') as f:
+            json.dump({'protocol': protocol, 'scale': scale, 'crop': crop, 'images': used,
+                       'degradations': {tag: desc for tag, desc in degs}}, f, indent=1)
+        if os.path.isdir(out_dir):
+            os.rmdir(out_dir)  # empty (checked above)
+        os.replace(work, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return degs, skipped
+
+
+def _write_image(out_dir, name, img, degs, scale, crop):
+    if crop:
+        img = centre_crop(img, crop)
+    h, w = (img.shape[0] // scale) * scale, (img.shape[1] // scale) * scale
+    img = np.ascontiguousarray(img[:h, :w])
+    stem = os.path.splitext(name)[0] + '.png'
+    cv2.imwrite(os.path.join(out_dir, 'HR', stem), img)
+    hr = torch.from_numpy(img[:, :, ::-1].astype(np.float64) / 255).permute(2, 0, 1)[None]
+    for tag, desc in degs:
+        if desc['type'] == 'band':
+            cv2.imwrite(os.path.join(out_dir, tag, stem), degrade_band(img, tag, stem))
+            continue
+        torch.manual_seed(_seed(stem, tag))
+        lr = classic_degrade(hr, kernel_of(desc), torch.tensor([float(desc['noise'])], dtype=torch.float64), scale)
+        lr = (lr[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
+        cv2.imwrite(os.path.join(out_dir, tag, stem), lr)
 
 
 @tool('kdsr-testset')
@@ -124,9 +158,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.crop is not None and args.crop < args.scale:
         parser.error(f'--crop {args.crop}: must be at least the scale ({args.scale})')
-    degs = make_testset(args.hr, args.out, args.protocol, args.scale, args.crop)
-    print(f'kdsr-testset: {len(degs)} degradations in {args.out} (see protocol.json)')
-    return 0
+    degs, skipped = make_testset(args.hr, args.out, args.protocol, args.scale, args.crop,
+                                 on_skip=lambda path, reason: print(f'kdsr-testset: skipped {path}: {reason}',
+                                                                    file=sys.stderr))
+    print(f'kdsr-testset: {len(degs)} degradations in {args.out} (see protocol.json)'
+          + (f'; {len(skipped)} unreadable image(s) left out' if skipped else ''))
+    return EXIT_SOME_FAILED if skipped else 0
 
 
 if __name__ == '__main__':

@@ -8,14 +8,18 @@ status is 1 if any file failed. Under ``torchrun --nproc_per_node=N`` the files 
 out between the processes (each file once), one GPU each when CUDA is there.
 """
 import argparse
+import errno
+import functools
 import os
 import sys
+import tempfile
 
 import cv2
 import numpy as np
 
-from .errors import MissingFileError, OptionError, tool
-from .io import EXTS_16BIT, first_line, is_image_name, read_image, remove_stale_partials, write_image_atomic
+from .errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, MissingFileError, OptionError, tool
+from .io import (EXTS_16BIT, MAX_PIXELS, first_line, is_image_name, peek_image, read_image, remove_stale_partials,
+                 write_image_atomic)
 
 
 def parse_args(argv=None):
@@ -44,7 +48,17 @@ def parse_args(argv=None):
     p.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device index (0 is the first GPU)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'])
     p.add_argument('--overwrite', action='store_true', help='replace outputs that already exist')
-    return p.parse_args(argv)
+    p.add_argument('--max_pixels', type=int, default=MAX_PIXELS,
+                   help=f'refuse inputs whose header claims more pixels (default {MAX_PIXELS}; 0: no limit)')
+    args = p.parse_args(argv)
+    for flag, value, low in (('-t/--tile', args.tile, 0), ('--tile_pad', args.tile_pad, 0),
+                             ('--pre_pad', args.pre_pad, 0), ('-g/--gpu-id', args.gpu_id, 0),
+                             ('--max_pixels', args.max_pixels, 0)):
+        if value is not None and value < low:
+            p.error(f'{flag} {value}: must be {low} or more')
+    if args.outscale is not None and not 0 < args.outscale <= 64:
+        p.error(f'-s/--outscale {args.outscale:g}: must be above 0 and at most 64')
+    return args
 
 
 def list_inputs(path):
@@ -56,14 +70,46 @@ def list_inputs(path):
     raise FileNotFoundError(f'{path}: no such file or folder')
 
 
-def output_ext(args_ext, in_path, img):
+def output_ext(args_ext, in_path, has_alpha, is_16bit):
+    """The output format: ``--ext``, or with ``auto`` the input's (png where the input's format
+    cannot hold its alpha channel or 16 bits)."""
     ext = os.path.splitext(in_path)[1][1:].lower() if args_ext == 'auto' else args_ext
     ext = {'jpeg': 'jpg', 'tiff': 'tif'}.get(ext, ext)
-    has_alpha = img.ndim == 3 and img.shape[2] == 4
-    if args_ext == 'auto' and ((has_alpha and ext in ('jpg', 'bmp')) or (img.dtype == np.uint16
-                                                                          and ext not in EXTS_16BIT)):
+    if args_ext == 'auto' and ((has_alpha and ext in ('jpg', 'bmp')) or (is_16bit and ext not in EXTS_16BIT)):
         ext = 'png'
     return ext
+
+
+def output_stems(files, suffix):
+    """Output names without extension: ``<stem>_<suffix>``; inputs of one folder that share a
+    stem (``photo.png``, ``photo.jpg``) keep their extension in it (``photo_png_out``), so that
+    no two inputs write the same file."""
+    groups = {}
+    for path in files:
+        key = (os.path.dirname(path), os.path.splitext(os.path.basename(path))[0].lower())
+        groups[key] = groups.get(key, 0) + 1
+    stems = []
+    for path in files:
+        stem, ext = os.path.splitext(os.path.basename(path))
+        if groups[(os.path.dirname(path), stem.lower())] > 1:
+            stem = f'{stem}_{ext[1:]}'
+        stems.append(f'{stem}_{suffix}' if suffix else stem)
+    return stems
+
+
+def prepare_output(output, input_path):
+    """Create the output folder and check that it is writable, before any work."""
+    if os.path.isdir(input_path) and os.path.realpath(output) == os.path.realpath(input_path):
+        raise OptionError(f'-o {output} is the input folder; outputs would become inputs of the next run. '
+                          'Choose another -o (a folder inside -i is fine).')
+    if os.path.exists(output) and not os.path.isdir(output):
+        raise OptionError(f'-o {output} exists and is not a folder; name a folder.')
+    try:
+        os.makedirs(output, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output, prefix='.kdsr-write-check-'):
+            pass
+    except OSError as err:
+        raise OptionError(f'-o {output}: cannot write there ({err.strerror or first_line(err)}).') from None
 
 
 def shard(files):
@@ -86,6 +132,8 @@ def main(argv=None):
     except FileNotFoundError as err:
         raise MissingFileError(f'-i {err}') from None
     files, rank, world = shard(files)
+    stems = output_stems(files, args.suffix)
+    prepare_output(args.output, args.input)
     gpu_id = args.gpu_id
     if world > 1 and gpu_id is None and torch.cuda.is_available():
         gpu_id = int(os.environ.get('LOCAL_RANK', rank)) % torch.cuda.device_count()
@@ -99,40 +147,60 @@ def main(argv=None):
             face_enhancer = FaceEnhancer(upscaler, args.outscale or upscaler.scale, args.face_model, args.facexlib_dir)
     except (ValueError, FileNotFoundError, KeyError) as err:
         raise OptionError(str(err)) from None
-    os.makedirs(args.output, exist_ok=True)
     remove_stale_partials(args.output)
     inputs = {os.path.realpath(f) for f in files}
     written = skipped = 0
     failed = []
-    for path in tqdm(files, desc=f'upscaling{f" (rank {rank})" if world > 1 else ""}', unit='img', position=rank,
-                     disable=None):
-        stem = os.path.splitext(os.path.basename(path))[0]
-        try:
-            img = read_image(path)
-            name = f'{stem}_{args.suffix}' if args.suffix else stem
-            out_path = os.path.join(args.output, f'{name}.{output_ext(args.ext, path, img)}')
-            if os.path.realpath(out_path) in inputs:
-                raise ValueError(f'output {out_path} would overwrite an input; use another -o or --suffix')
-            if os.path.exists(out_path) and not args.overwrite:
-                skipped += 1
-                continue
-            if face_enhancer is not None and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
-                out, _ = face_enhancer.enhance(img)
-            else:
-                if face_enhancer is not None:
-                    tqdm.write(f'kdsr-upscale: {path}: faces are restored on 8-bit RGB images only; upscaled '
-                               'without face enhancement', file=sys.stderr)
-                out, _ = upscaler.enhance(img, outscale=args.outscale, alpha_upsampler=args.alpha_upsampler)
-            write_image_atomic(out_path, out)
-            written += 1
-        except (ValueError, OSError, cv2.error) as err:
-            reason = first_line(err)
-            tqdm.write(f'kdsr-upscale: failed {path}: {reason}', file=sys.stderr)
-            failed.append(path)
-    print(f'kdsr-upscale: {written} written, {skipped} skipped (output exists; --overwrite to redo), '
-          f'{len(failed)} failed -> {args.output}')
-    return 1 if failed else 0
+    note = functools.partial(tqdm.write, file=sys.stderr)
+    bar = tqdm(list(zip(files, stems)), desc=f'upscaling{f" (rank {rank})" if world > 1 else ""}', unit='img',
+               position=rank, disable=None)
+    try:
+        for path, stem in bar:
+            try:
+                info = peek_image(path)
+                out_path = os.path.join(args.output, f'{stem}.{output_ext(args.ext, path, info and info.has_alpha, False)}')
+                if os.path.realpath(out_path) in inputs:
+                    raise ValueError(f'output {out_path} would overwrite an input; use another -o or --suffix')
+                if os.path.exists(out_path) and not args.overwrite:  # decided before decoding
+                    skipped += 1
+                    continue
+                img = read_image(path, args.max_pixels, info)
+                if info is not None and info.frames > 1:
+                    note(f'kdsr-upscale: {path}: {info.frames} frames; only the first is upscaled')
+                has_alpha = img.ndim == 3 and img.shape[2] == 4
+                actual = os.path.join(args.output, f'{stem}.{output_ext(args.ext, path, has_alpha, img.dtype == np.uint16)}')
+                if actual != out_path:  # the header did not tell (e.g. 16 bits): the decoded image decides
+                    out_path = actual
+                    if os.path.exists(out_path) and not args.overwrite:
+                        skipped += 1
+                        continue
+                if face_enhancer is not None and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3:
+                    out, _ = face_enhancer.enhance(img)
+                else:
+                    if face_enhancer is not None:
+                        note(f'kdsr-upscale: {path}: faces are restored on 8-bit RGB images only; upscaled '
+                             'without face enhancement')
+                    out, _ = upscaler.enhance(img, outscale=args.outscale, alpha_upsampler=args.alpha_upsampler)
+                write_image_atomic(out_path, out)
+                written += 1
+            except (ValueError, OSError, cv2.error) as err:
+                note(f'kdsr-upscale: failed {path}: {first_line(err)}')
+                failed.append(path)
+                if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+                    note(f'kdsr-upscale: {args.output}: no space left on the device; stopping')
+                    break
+    except KeyboardInterrupt:
+        bar.close()
+        summary(written, skipped, failed, args.output, interrupted=True)
+        return EXIT_INTERRUPTED
+    bar.close()
+    summary(written, skipped, failed, args.output)
+    return EXIT_SOME_FAILED if failed else 0
 
+
+def summary(written, skipped, failed, output, interrupted=False):
+    print(f'kdsr-upscale: {"interrupted: " if interrupted else ""}{written} written, {skipped} skipped (output exists; '
+          f'--overwrite to redo), {len(failed)} failed -> {output}')
 
 if __name__ == '__main__':
     sys.exit(main())

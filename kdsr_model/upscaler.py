@@ -106,7 +106,8 @@ class KDSRUpscaler:
             within 2/255 of fp32 and PSNR-Y is unchanged (docs/BENCHMARKS.md). Default: None.
         tile (int): LR tile size; 0 = whole image (tiles are used anyway after an OOM).
         tile_pad (int | None): LR pixels of overlap around each tile; None = the receptive radius.
-        pre_pad (int): reflect padding added before and removed after upscaling.
+        pre_pad (int): reflect padding added before and removed after upscaling (at most one pixel
+            less than the image's shorter side).
         loaded (tuple | None): ``load_kdsr(model_path)``'s ``(net, spec)`` when the caller has
             already read the file (it is not read again).
     """
@@ -259,8 +260,9 @@ class KDSRUpscaler:
         """H x W x 3 BGR array -> (1, 3, H, W) RGB float tensor in [0, 1], reflect pre-padded."""
         t = torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1]).astype(np.float32) / max_value)
         t = t.permute(2, 0, 1).unsqueeze(0)
-        if self.pre_pad:
-            t = F.pad(t, (0, self.pre_pad, 0, self.pre_pad), mode='reflect')
+        pad = min(self.pre_pad, t.shape[-2] - 1, t.shape[-1] - 1)  # reflection needs pad < side
+        if pad > 0:
+            t = F.pad(t, (0, pad, 0, pad), mode='reflect')
         return t
 
     @torch.inference_mode()

@@ -40,3 +40,23 @@ def paired_set(tmp_path, photos):
         cv2.imwrite(str(gt_dir / name), hr)
         cv2.imwrite(str(lq_dir / name), cv2.resize(hr, (16, 16), interpolation=cv2.INTER_CUBIC))
     return gt_dir, lq_dir
+
+
+BIN = os.path.dirname(sys.executable)  # the venv's console scripts (kdsr-upscale, kdsr-train, ...)
+
+
+def run_tool(tool, *args, check=None, cwd=None, timeout=600):
+    """Run an installed ``kdsr-*`` console script; ``check``: the exit status it must give."""
+    import subprocess
+    proc = subprocess.run([os.path.join(BIN, tool), *map(str, args)], capture_output=True, text=True, cwd=cwd,
+                          timeout=timeout)
+    if check is not None:
+        assert proc.returncode == check, f'exit {proc.returncode}:\n{proc.stdout}\n{proc.stderr}'
+    return proc
+
+
+def error_lines(proc):
+    """stderr lines that are not progress bars or libjpeg's own warnings."""
+    return [line for line in proc.stderr.splitlines()
+            if line.strip() and 'it/s]' not in line and 'img/s]' not in line and not line.startswith(
+                ('Premature end of JPEG', 'Corrupt JPEG', 'libpng'))]

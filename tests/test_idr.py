@@ -27,6 +27,24 @@ def test_separability_scores_degradation_clusters_high_and_content_clusters_low(
     assert scores['knn_accuracy'] < 1 / 6 + 0.1 and scores['linear_r2'] < 0.2
 
 
+def test_grouped_folds_hold_out_whole_photos():
+    """IDRs that recognise (photo, level) pairs but carry no degradation that transfers between
+    photos: sample-level folds see other crops of the same photo and score high; photo-grouped
+    folds score at chance."""
+    rng = np.random.default_rng(1)
+    photos, crops, n_levels = 10, 8, 6
+    code = rng.normal(0, 1, (photos, n_levels, 8))  # one random code per (photo, level)
+    photo = np.repeat(np.arange(photos), crops * n_levels)
+    levels = np.tile(np.arange(n_levels), photos * crops)
+    feats = code[photo, levels] + rng.normal(0, 0.05, (len(photo), 8))
+    values = levels * 0.5
+    leaky = separability(feats, levels, values)
+    grouped = separability(feats, levels, values, groups=photo)
+    assert leaky['knn_accuracy'] > 0.9, leaky
+    assert grouped['knn_accuracy'] < 1 / n_levels + 0.1 and grouped['linear_r2'] < 0.2, grouped
+    assert grouped['cv'] == '5 folds, grouped by photo'
+
+
 def test_sweep_values_follow_the_scale():
     assert sweep_values('iso', 8, 4) == pytest.approx(np.linspace(0.2, 4.0, 8), abs=1e-4)
     assert sweep_values('iso', 3, 2) == pytest.approx([0.2, 1.1, 2.0])

@@ -225,16 +225,19 @@ def test_formats_exif_16bit_files_and_inputs_never_overwritten(tmp_path, student
     assert deep.dtype == np.uint16 and deep.shape == (80, 120, 3)
     assert cv2.imread(str(out / 'gray_out.tif'), cv2.IMREAD_UNCHANGED).shape == (80, 120)
     assert cv2.imread(str(out / 'alpha_out.png'), cv2.IMREAD_UNCHANGED).shape == (80, 120, 4)
-    assert cv2.imread(str(out / 'photo_out.webp')).shape == (80, 120, 3)
-    assert cv2.imread(str(out / 'photo_out.bmp')).shape == (80, 120, 3)
+    # photo.webp and photo.bmp share a stem: each keeps its extension in its output's name
+    assert cv2.imread(str(out / 'photo_webp_out.webp')).shape == (80, 120, 3)
+    assert cv2.imread(str(out / 'photo_bmp_out.bmp')).shape == (80, 120, 3)
     assert cv2.imread(str(out / 'palette_out.png')).shape == (80, 120, 3)
     cli('-i', folder, '-o', out, '-m', student_file, '--ext', 'jpg', '--suffix', 'x', check=0)
     assert cv2.imread(str(out / 'deep_x.jpg'), cv2.IMREAD_UNCHANGED).dtype == np.uint8
 
-    before = (folder / 'photo.bmp').read_bytes()
-    proc = cli('-i', folder, '-o', folder, '-m', student_file, '--suffix', '', '--overwrite', check=1)
+    before = (folder / 'gray.tif').read_bytes()
+    proc = cli('-i', folder, '-o', folder, '-m', student_file, '--suffix', '', '--overwrite', check=2)
+    assert 'is the input folder' in proc.stderr
+    proc = cli('-i', folder / 'gray.tif', '-o', folder, '-m', student_file, '--suffix', '', '--overwrite', check=1)
     assert 'would overwrite an input' in proc.stderr
-    assert (folder / 'photo.bmp').read_bytes() == before
+    assert (folder / 'gray.tif').read_bytes() == before
 
 
 def test_killed_run_leaves_no_partial_output_and_resumes(tmp_path, photos):
