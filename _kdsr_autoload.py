@@ -8,7 +8,7 @@ module imports nothing heavy (no torch, no basicsr): ``install()`` only adds two
 * ``basicsr``: once BasicSR's package ``__init__`` has run, ``kdsr_model`` is imported, which
   registers the KDSR architectures, models and losses into BasicSR's registries. So
   ``python basicsr/train.py -opt ...``, ``python -m basicsr.train`` and ``basicsr/test.py``
-  find ``BlindSR_TA``, ``KDSRNetTAModel``, ``KDSRLoss``... without any edit to BasicSR.
+  find ``BlindSR_TA``, ``KDSRNetTAModel``, ``KDLoss``... without any edit to BasicSR.
   Set ``KDSR_NO_AUTOLOAD=1`` to turn this off.
 * ``torchvision.transforms.functional_tensor``: torchvision 0.17 removed it, and BasicSR
   1.4.2 imports ``rgb_to_grayscale`` from it. When (and only when) it is absent, it is

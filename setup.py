@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """KDSR (ICLR 2023) as a BasicSR plugin."""
 import os
+import re
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
@@ -41,9 +42,14 @@ def read(name):
         return f.read()
 
 
+def version():
+    """The one place the version is written: ``kdsr_arch/__init__.py``."""
+    return re.search(r"^__version__ = '([^']+)'", read(os.path.join('kdsr_arch', '__init__.py')), re.M).group(1)
+
+
 setup(
     name='kdsr',
-    version='0.1.0',
+    version=version(),
     description='KDSR (ICLR 2023): knowledge-distillation based degradation estimation for blind '
     'super-resolution, as a BasicSR plugin',
     long_description=read('README.md'),
@@ -56,7 +62,7 @@ setup(
     cmdclass=CMDCLASS,
     install_requires=[
         'basicsr>=1.4.2',
-        'torch>=1.13',
+        'torch>=2.4',  # torch.serialization.add_safe_globals (weights_only resume)
         'torchvision',
         'numpy',
         'opencv-python',

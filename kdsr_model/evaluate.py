@@ -23,7 +23,6 @@ import csv
 import json
 import os
 import sys
-import tempfile
 import warnings
 from collections import defaultdict
 
@@ -37,7 +36,7 @@ from tqdm import tqdm
 from kdsr_arch.checkpoint import load_kdsr
 
 from .errors import MissingFileError, OptionError, tool
-from .io import IMG_EXTS, first_line, is_image_name, write_atomic
+from .io import IMG_EXTS, ensure_writable_folder, first_line, is_image_name, write_atomic
 from .upscaler import KDSRUpscaler, pick_device
 
 TEACHER_NOTE = 'teacher, HR oracle'
@@ -595,13 +594,7 @@ def check_outputs(outputs, overwrite):
             raise OptionError(f'{flag} {path} is a folder; name a file.')
         if os.path.exists(path) and not overwrite:
             raise OptionError(f'{flag} {path} exists; choose another name or add --overwrite.')
-        folder = os.path.dirname(os.path.abspath(path))
-        try:
-            os.makedirs(folder, exist_ok=True)
-            with tempfile.NamedTemporaryFile(dir=folder, prefix='.kdsr-write-check-'):
-                pass
-        except OSError as err:
-            raise OptionError(f'{flag} {path}: cannot write there ({err.strerror or first_line(err)}).') from None
+        ensure_writable_folder(os.path.dirname(os.path.abspath(path)), f'{flag} {path}')
 
 
 @tool('kdsr-eval')

@@ -4,11 +4,14 @@ Nothing here prints; errors are ``ValueError``/``OSError`` with a short reason, 
 tools turn into one line naming the file.
 """
 import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .errors import OptionError
 
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.bmp')
 MAX_PIXELS = 1 << 27  # 134 M pixels: larger headers are refused unless the caller raises the limit
@@ -112,6 +115,17 @@ def read_image(path, max_pixels=MAX_PIXELS, info=None):
     if path.lower().endswith(EXIF_EXTS):
         img = apply_orientation(img, exif_rotation(path))
     return img
+
+
+def ensure_writable_folder(folder, label):
+    """Create ``folder`` if needed and prove a file can be written there (root, read-only mounts,
+    full disks and files in the way included); :class:`OptionError` naming ``label`` otherwise."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.kdsr-write-check-'):
+            pass
+    except OSError as err:
+        raise OptionError(f'{label}: cannot write there ({err.strerror or first_line(err)}).') from None
 
 
 def partial_path(path):

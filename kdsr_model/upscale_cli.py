@@ -12,14 +12,13 @@ import errno
 import functools
 import os
 import sys
-import tempfile
 
 import cv2
 import numpy as np
 
 from .errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, MissingFileError, OptionError, tool
-from .io import (EXTS_16BIT, MAX_PIXELS, first_line, is_image_name, peek_image, read_image, remove_stale_partials,
-                 write_image_atomic)
+from .io import (EXTS_16BIT, MAX_PIXELS, ensure_writable_folder, first_line, is_image_name, peek_image, read_image,
+                 remove_stale_partials, write_image_atomic)
 
 
 def parse_args(argv=None):
@@ -104,12 +103,7 @@ def prepare_output(output, input_path):
                           'Choose another -o (a folder inside -i is fine).')
     if os.path.exists(output) and not os.path.isdir(output):
         raise OptionError(f'-o {output} exists and is not a folder; name a folder.')
-    try:
-        os.makedirs(output, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=output, prefix='.kdsr-write-check-'):
-            pass
-    except OSError as err:
-        raise OptionError(f'-o {output}: cannot write there ({err.strerror or first_line(err)}).') from None
+    ensure_writable_folder(output, f'-o {output}')
 
 
 def shard(files):

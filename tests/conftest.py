@@ -42,6 +42,17 @@ def paired_set(tmp_path, photos):
     return gt_dir, lq_dir
 
 
+def save_student(path, n_feats=8, n_encoder_res=2, n_sr_blocks=2, seed=0):
+    """A random-weight KDSR student file (BasicSR format) of the given size; returns its path as str."""
+    import torch
+
+    from kdsr_arch import BlindSR_ST
+    torch.manual_seed(seed)
+    net = BlindSR_ST(n_feats=n_feats, n_encoder_res=n_encoder_res, n_sr_blocks=n_sr_blocks)
+    torch.save({'params': net.state_dict()}, path)
+    return str(path)
+
+
 BIN = os.path.dirname(sys.executable)  # the venv's console scripts (kdsr-upscale, kdsr-train, ...)
 
 

@@ -7,11 +7,9 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from kdsr_arch import BlindSR_ST
-from conftest import SAMPLE_PHOTOS, error_lines, run_tool
+from conftest import SAMPLE_PHOTOS, error_lines, run_tool, save_student
 
 
 
@@ -42,10 +40,7 @@ def upscale(capsys):
 
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp('m') / 'small.pth'
-    torch.save({'params': BlindSR_ST(n_feats=8, n_encoder_res=2, n_sr_blocks=2).state_dict()}, path)
-    return str(path)
+    return save_student(tmp_path_factory.mktemp('m') / 'small.pth')
 
 
 def _photo(h=24, w=32, top=100, left=100):
