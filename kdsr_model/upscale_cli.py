@@ -107,7 +107,7 @@ def prepare_output(output, input_path):
 
 
 def shard(files):
-    """This process's share under torchrun (RANK/WORLD_SIZE), else all files."""
+    """This process's share of ``files`` under torchrun (RANK/WORLD_SIZE), else all of them."""
     world = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     return files[rank::world], rank, world
@@ -125,8 +125,8 @@ def main(argv=None):
         files = list_inputs(args.input)
     except FileNotFoundError as err:
         raise MissingFileError(f'-i {err}') from None
-    files, rank, world = shard(files)
-    stems = output_stems(files, args.suffix)
+    # names are planned over all inputs, so that shared stems stay distinct across torchrun ranks
+    jobs, rank, world = shard(list(zip(files, output_stems(files, args.suffix))))
     prepare_output(args.output, args.input)
     gpu_id = args.gpu_id
     if world > 1 and gpu_id is None and torch.cuda.is_available():
@@ -146,7 +146,7 @@ def main(argv=None):
     written = skipped = 0
     failed = []
     note = functools.partial(tqdm.write, file=sys.stderr)
-    bar = tqdm(list(zip(files, stems)), desc=f'upscaling{f" (rank {rank})" if world > 1 else ""}', unit='img',
+    bar = tqdm(jobs, desc=f'upscaling{f" (rank {rank})" if world > 1 else ""}', unit='img',
                position=rank, disable=None)
     try:
         for path, stem in bar:
