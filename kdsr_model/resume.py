@@ -6,39 +6,57 @@ current directory rather than the experiment's folder. The KDSR entry points use
 """
 import collections
 import os
+import pickle
 
 import torch
-from basicsr.utils import scandir
+from basicsr.utils import get_root_logger, scandir
 from basicsr.utils.misc import check_resume
+
+from .io import first_line
 
 # what BasicSR's training states hold besides tensors and plain containers
 torch.serialization.add_safe_globals([collections.Counter, collections.OrderedDict, collections.defaultdict])
 
 
-def latest_state(training_states):
-    """The ``<iter>.state`` file with the highest iteration in a folder, or None."""
+def states_newest_first(training_states):
+    """The ``<iter>.state`` files of a folder, highest iteration first."""
     if not os.path.isdir(training_states):
-        return None
+        return []
     iters = [
         int(name[:-len('.state')]) for name in scandir(training_states, suffix='.state', recursive=False)
         if name[:-len('.state')].isdigit()
     ]
-    return os.path.join(training_states, f'{max(iters)}.state') if iters else None
+    return [os.path.join(training_states, f'{it}.state') for it in sorted(iters, reverse=True)]
+
+
+def _load(path, device):
+    return torch.load(path, map_location=device, weights_only=True)
 
 
 def load_resume_state(opt):
     """BasicSR's ``load_resume_state`` contract: returns the state dict or None, and updates
-    ``opt`` (resume_state, pretrained network paths) as BasicSR's ``check_resume`` does."""
+    ``opt`` (resume_state, pretrained network paths) as BasicSR's ``check_resume`` does.
+
+    With ``--auto_resume``, a newest state that cannot be read (cut short by a kill or a full
+    disk under an older version) is named in a warning and the one before it is used."""
+    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
+    state = None
     if opt['auto_resume']:
-        path = latest_state(opt['path']['training_states'])
-        if path is not None:
+        for path in states_newest_first(opt['path']['training_states']):
+            try:
+                state = _load(path, device)
+            except (EOFError, RuntimeError, pickle.UnpicklingError) as err:
+                get_root_logger().warning(f'skipping unreadable training state {path} ({first_line(err)}); '
+                                          'resuming from an earlier one.')
+                continue
             opt['path']['resume_state'] = path
+            break
     else:
         path = opt['path'].get('resume_state')
-    if not path:
+        if path:
+            state = _load(path, device)
+    if state is None:
         return None
-    device = torch.device('cuda', torch.cuda.current_device()) if opt['num_gpu'] != 0 else torch.device('cpu')
-    state = torch.load(path, map_location=device, weights_only=True)
     check_resume(opt, state['iter'])
     return state
 

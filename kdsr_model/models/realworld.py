@@ -12,6 +12,7 @@ from ..data.mixture import MixtureDegrader
 from ..degrade import RealWorldDegrader
 from ..errors import OptionError
 from .perceptual import local_vgg_weights
+from .saving import AtomicSaveMixin
 
 
 class DeviceAwareMixin:
@@ -28,9 +29,10 @@ class DeviceAwareMixin:
         return net
 
 
-class SynthesisMixin(DeviceAwareMixin):
+class SynthesisMixin(AtomicSaveMixin, DeviceAwareMixin):
     """Training LQ synthesised from GT on the model's device by ``self.synthesise(data)``
-    (which sets ``self.lq`` and ``self.gt``); paired data otherwise (validation, test)."""
+    (which sets ``self.lq`` and ``self.gt``); paired data otherwise (validation, test).
+    Checkpoints are saved atomically."""
 
     def feed_data(self, data):
         if self.is_train and self.opt.get('high_order_degradation', True):
