@@ -7,9 +7,10 @@ current directory rather than the experiment's folder. The KDSR entry points use
 import collections
 import os
 import pickle
+import sys
 
 import torch
-from basicsr.utils import get_root_logger, scandir
+from basicsr.utils import scandir
 from basicsr.utils.misc import check_resume
 
 from .io import first_line
@@ -46,8 +47,9 @@ def load_resume_state(opt):
             try:
                 state = _load(path, device)
             except (EOFError, RuntimeError, pickle.UnpicklingError) as err:
-                get_root_logger().warning(f'skipping unreadable training state {path} ({first_line(err)}); '
-                                          'resuming from an earlier one.')
+                # printed, as BasicSR's check_resume prints: the logger is not set up yet
+                print(f'WARNING: skipping unreadable training state {path} '
+                      f"({first_line(err).split('. ')[0]}); resuming from an earlier one.", file=sys.stderr)
                 continue
             opt['path']['resume_state'] = path
             break

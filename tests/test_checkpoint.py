@@ -148,3 +148,25 @@ def test_incomplete_checkpoint_names_file_and_missing_key(tmp_path):
     path = _save(sd, tmp_path / 'cut.pth')
     with pytest.raises(ValueError, match=r'cut.pth: does not load into BlindSR_ST: Missing key.*conv1.bias'):
         load_kdsr(path)
+
+
+def test_training_checkpoints_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    from kdsr_model.errors import KDSRError
+    from kdsr_model.models import saving
+
+    target = tmp_path / 'net_g_8.pth'
+    saving.save_atomic({'params': {'w': torch.ones(3)}}, str(target))
+    assert torch.equal(torch.load(target, weights_only=True)['params']['w'], torch.ones(3))
+
+    def dies_half_way(obj, path):
+        with open(path, 'wb') as f:
+            f.write(b'PK\x03\x04 half a checkpoint')
+        raise OSError(28, 'No space left on device')
+
+    monkeypatch.setattr(saving.torch, 'save', dies_half_way)
+    monkeypatch.setattr(saving.time, 'sleep', lambda s: None)
+    with pytest.raises(KDSRError, match='could not save .*net_g_8.pth'):
+        saving.save_atomic({'params': {}}, str(target))
+    # the earlier checkpoint is intact and no partial file is left beside it
+    assert torch.equal(torch.load(target, weights_only=True)['params']['w'], torch.ones(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['net_g_8.pth']
