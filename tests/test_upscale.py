@@ -409,23 +409,27 @@ def test_folder_run_with_the_built_in_model(tmp_path, photo_crops):
         assert cv2.imread(str(f)).shape == (192, 256, 3)
 
 
-def test_built_in_model_beats_bicubic_on_degraded_photos(tmp_path):
-    """Seeded real-world degradation (the recipe's) of the repository's 400x400 sample photos, which
-    the model never saw. Measured: +0.60 dB mean, 6 of 9 crops above bicubic."""
+def test_built_in_model_against_bicubic_in_every_band(tmp_path):
+    """The frozen clean / mild / heavy bands (kdsr_model.data.bands) of the repository's sample
+    photos, which the model never saw, 256x256 centre crops. Measured (v2 model): clean -0.04 dB
+    (worst -0.15), mild +0.25, heavy +0.57; the v1 model scored about -3 dB on clean."""
     from basicsr.metrics import calculate_psnr
 
-    from kdsr_model.degrade import make_test_set
-    hr = tmp_path / 'hr'
-    hr.mkdir()
-    for path in SAMPLE_PHOTOS:
-        if cv2.imread(path).shape[0] >= 400:  # whole 256 crops, no padding
-            shutil.copy(path, hr)
-    names = make_test_set(str(hr), str(tmp_path), scale=4, seed=1, crops=3, gt_size=256)
+    from kdsr_model.data.bands import BANDS, centre_crop, degrade_band
     up = KDSRUpscaler(device='cpu')
-    gains = []
-    for name in names:
-        gt, lq = cv2.imread(str(tmp_path / 'gt' / name)), cv2.imread(str(tmp_path / 'lq' / name))
-        bicubic = cv2.resize(lq, (gt.shape[1], gt.shape[0]), interpolation=cv2.INTER_CUBIC)
-        gains.append(calculate_psnr(up.enhance(lq)[0], gt, 4, test_y_channel=True) -
-                     calculate_psnr(bicubic, gt, 4, test_y_channel=True))
-    assert np.mean(gains) > 0.5 and sum(g > 0 for g in gains) > len(gains) / 2, gains
+    gains = {}
+    for band in BANDS:
+        for path in SAMPLE_PHOTOS:
+            hr = cv2.imread(path)
+            if min(hr.shape[:2]) < 256:
+                continue
+            hr = centre_crop(hr, 256)
+            lq = degrade_band(hr, band, os.path.basename(path))
+            bicubic = cv2.resize(lq, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_CUBIC)
+            gains.setdefault(band, []).append(
+                calculate_psnr(up.enhance(lq)[0], hr, 4, test_y_channel=True) -
+                calculate_psnr(bicubic, hr, 4, test_y_channel=True))
+    assert len(gains['clean']) >= 3, gains
+    assert min(gains['clean']) > -0.5, gains  # a blind model pays little on clean input
+    assert np.mean(gains['mild']) > 0.1 and min(gains['mild']) > -0.1, gains
+    assert np.mean(gains['heavy']) > 0.3 and min(gains['heavy']) > 0, gains
