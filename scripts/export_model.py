@@ -8,6 +8,7 @@ import sys
 import torch
 
 from kdsr_arch import load_kdsr
+from kdsr_model.io import atomic_output
 
 
 def main(src, dst):
@@ -15,10 +16,9 @@ def main(src, dst):
     if spec.is_teacher:
         raise SystemExit(f'{src}: a teacher; export a student.')
     os.makedirs(os.path.dirname(dst) or '.', exist_ok=True)
-    tmp = dst + '.partial'
-    torch.save({'params_ema': net.state_dict()}, tmp)
-    load_kdsr(tmp)
-    os.replace(tmp, dst)
+    with atomic_output(dst) as tmp:  # renamed to dst only once it re-loads
+        torch.save({'params_ema': net.state_dict()}, tmp)
+        load_kdsr(tmp)
     print(f'{dst}: {spec.options()}, {sum(p.numel() for p in net.parameters()):,} parameters, '
           f'{os.path.getsize(dst) / 2**20:.1f} MiB')
 

@@ -1,6 +1,5 @@
 """kdsr-upscale and KDSRUpscaler on real images on disk."""
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -417,14 +416,12 @@ def test_built_in_model_against_bicubic_in_every_band(tmp_path):
 
     from kdsr_model.data.bands import BANDS, centre_crop, degrade_band
     up = KDSRUpscaler(device='cpu')
+    crops = {os.path.basename(path): cv2.imread(path) for path in SAMPLE_PHOTOS}
+    crops = {name: centre_crop(img, 256) for name, img in crops.items() if min(img.shape[:2]) >= 256}
     gains = {}
     for band in BANDS:
-        for path in SAMPLE_PHOTOS:
-            hr = cv2.imread(path)
-            if min(hr.shape[:2]) < 256:
-                continue
-            hr = centre_crop(hr, 256)
-            lq = degrade_band(hr, band, os.path.basename(path))
+        for name, hr in crops.items():
+            lq = degrade_band(hr, band, name)
             bicubic = cv2.resize(lq, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_CUBIC)
             gains.setdefault(band, []).append(
                 calculate_psnr(up.enhance(lq)[0], hr, 4, test_y_channel=True) -
