@@ -264,6 +264,48 @@ def test_synthesis_runs_on_the_model_device_and_validation_never_synthesises(tmp
     assert torch.equal(model.lq, paired['lq'])
 
 
+def _student_step(tmp_path, prepared, teacher_file, autocast, lq, gt):
+    """One student step on a fixed batch; returns the model and the dtypes the convs computed in."""
+    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, pretrain_network_g=teacher_file,
+                      pretrain_network_TA=teacher_file, train={'autocast': autocast})
+    torch.manual_seed(0)
+    model = build_model(opt)
+    seen = set()
+    for net in (model.net_g, model.net_TA):
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
+    model.lq, model.gt = lq, gt
+    model.optimize_parameters(1)
+    return model, seen
+
+
+def test_bf16_autocast_training_computes_convs_in_bf16_and_losses_in_fp32(tmp_path, prepared, tiny_teacher_file):
+    torch.manual_seed(1)
+    gt = torch.rand(2, 3, 64, 64)
+    lq = torch.nn.functional.avg_pool2d(gt, 4)
+    ref, ref_dtypes = _student_step(tmp_path / 'fp32', prepared, tiny_teacher_file, None, lq, gt)
+    amp, amp_dtypes = _student_step(tmp_path / 'bf16', prepared, tiny_teacher_file, 'bf16', lq, gt)
+    assert ref_dtypes == {torch.float32} and amp_dtypes == {torch.bfloat16}
+    assert amp.output.dtype == torch.float32 and amp.gt.dtype == torch.float32
+    for name in ('l_pix', 'l_kd'):
+        assert torch.isfinite(torch.tensor(amp.log_dict[name]))
+        assert amp.log_dict[name] == pytest.approx(ref.log_dict[name], rel=0.05, abs=1e-6)
+    assert 0 < (amp.output - ref.output).abs().max() < 0.05  # bf16 rounding, not another computation
+    # the weights, their update and the EMA copy stay fp32
+    params = dict(amp.net_g.named_parameters())
+    assert all(p.dtype == torch.float32 for p in params.values())
+    ref_params = dict(ref.net_g.named_parameters())
+    moved = [n for n, p in params.items() if not torch.equal(p, ref_params[n])]
+    assert moved and all(p.dtype == torch.float32 for p in amp.net_g_ema.parameters())
+
+
+def test_unknown_autocast_is_one_line_naming_the_option(tmp_path, prepared):
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, train={'autocast': 'fp8'})
+    with pytest.raises(OptionError, match=r"train:autocast: 'fp8' is not supported; use bf16, or ~ for fp32"):
+        build_model(opt)
+
+
 # ----------------------------------------------------------------- resume, DDP
 
 

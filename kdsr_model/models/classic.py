@@ -84,7 +84,7 @@ class KDSRClassicSTModel(StudentMixin, GeneratorStepMixin, ClassicDegradationMix
 
     def optimize_parameters(self, current_iter):
         self.apply_student_lr(current_iter)
-        t_fea = teacher_idr(self.net_TA, self.lq, self.gt)
+        t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
-        self.output, s_fea = self.net_g(self.lq)
+        self.output, s_fea = self.forward_amp(self.net_g, self.lq)
         self.step_generator(image_losses=current_iter > self.encoder_iters(), l_kd=self.cri_kd(t_fea, s_fea))

@@ -54,13 +54,13 @@ class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
     def optimize_parameters(self, current_iter):
         self.apply_student_lr(current_iter)
         teacher_gt, l1_gt, percep_gt, gan_gt = self._targets()
-        t_fea = teacher_idr(self.net_TA, self.lq, teacher_gt)
+        t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, teacher_gt)
 
         # generator
         for p in self.net_d.parameters():
             p.requires_grad = False
         self.optimizer_g.zero_grad()
-        self.output, s_fea = self.net_g(self.lq)
+        self.output, s_fea = self.forward_amp(self.net_g, self.lq)
         loss_dict = OrderedDict()
         if current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters:
             l_g_total = 0

@@ -49,7 +49,7 @@ class TeacherMixin:
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        self.output, _ = self._forward(self.net_g)
+        self.output, _ = self.forward_amp(self._forward, self.net_g)
         self.step_generator()
 
     def test(self):
@@ -121,7 +121,7 @@ class KDSRNetSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRM
 
     def optimize_parameters(self, current_iter):
         self.apply_student_lr(current_iter)
-        t_fea = teacher_idr(self.net_TA, self.lq, self.gt)
+        t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
-        self.output, s_fea = self.net_g(self.lq)
+        self.output, s_fea = self.forward_amp(self.net_g, self.lq)
         self.step_generator(l_kd=self.cri_kd(t_fea, s_fea))

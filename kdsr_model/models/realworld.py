@@ -12,6 +12,7 @@ from ..data.mixture import MixtureDegrader
 from ..degrade import RealWorldDegrader
 from ..errors import OptionError
 from .perceptual import local_vgg_weights
+from .precision import AutocastMixin
 from .saving import AtomicSaveMixin
 
 
@@ -29,10 +30,14 @@ class DeviceAwareMixin:
         return net
 
 
-class SynthesisMixin(AtomicSaveMixin, DeviceAwareMixin):
+class SynthesisMixin(AtomicSaveMixin, AutocastMixin, DeviceAwareMixin):
     """Training LQ synthesised from GT on the model's device by ``self.synthesise(data)``
     (which sets ``self.lq`` and ``self.gt``); paired data otherwise (validation, test).
-    Checkpoints are saved atomically."""
+    Checkpoints are saved atomically; ``train:autocast`` sets the forward passes' precision."""
+
+    def init_training_settings(self):
+        self.autocast_dtype()  # a bad train:autocast fails before anything trains
+        super().init_training_settings()
 
     def feed_data(self, data):
         if self.is_train and self.opt.get('high_order_degradation', True):
