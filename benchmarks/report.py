@@ -28,7 +28,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import memory  # noqa: E402
 import nets  # noqa: E402
-from kdsr_model.upscaler import DEFAULT_MODEL, native_bf16  # noqa: E402
+from kdsr_model.cpu_precision import cached_choice, native_bf16  # noqa: E402
+from kdsr_model.upscaler import DEFAULT_MODEL, KDSRUpscaler  # noqa: E402
 
 GOAL_VS_RRDB = 0.60
 GOAL_VS_REF = 1.3
@@ -62,11 +63,21 @@ def machine(device):
             ('torch', f'{torch.__version__} (oneDNN {torch.backends.mkldnn.is_available()}, '
                       f'CPU capability {torch.backends.cpu.get_cpu_capability()})'),
             ('torch threads', str(torch.get_num_threads())),
-            ('kdsr-upscale default precision here', 'bf16 autocast (native bf16)' if native_bf16() else 'fp32'),
+            ('kdsr-upscale default precision here (built-in model)', default_precision()),
             ('device', str(device) + (f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else '')),
             ('CUDA device', torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'none'),
             ('Python / OS', f'{platform.python_version()} / {platform.platform()}')]
     return '| | |\n|---|---|\n' + '\n'.join(f'| {k} | {v} |' for k, v in rows)
+
+
+def default_precision():
+    """What ``kdsr-upscale`` picks on this CPU for the built-in model, and the timing behind it."""
+    up = KDSRUpscaler(device='cpu')
+    if not native_bf16():
+        return 'fp32 (no native bf16)'
+    entry = cached_choice(up.spec)
+    timing = f" (measured: fp32 {entry['fp32_s'] * 1000:.0f} ms, bf16 {entry['bf16_s'] * 1000:.0f} ms)" if entry else ''
+    return ('bf16 autocast' if up.bf16 else 'fp32') + timing
 
 
 def training(log):

@@ -24,6 +24,8 @@ from torch.nn import functional as F
 
 from kdsr_arch.checkpoint import load_kdsr
 
+from .cpu_precision import choose_bf16, native_bf16  # noqa: F401  (native_bf16: public here before)
+
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights', 'kdsr_default_x4.pth')
 IDR_MAX_PIXELS = 1024 * 1024  # the encoder sees at most this many LR pixels (area-downscaled beyond)
 MIN_TILE = 32
@@ -79,13 +81,6 @@ def _tiles(h, w, tile, pad):
             yield y0, x0, y1, x1, max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
 
 
-def native_bf16():
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there bf16 autocast
-    is about 2x faster than fp32; elsewhere it is emulated and not worth it."""
-    check = [getattr(torch.cpu, name, None) for name in ('_is_avx512_bf16_supported', '_is_amx_tile_supported')]
-    return any(f() for f in check if f is not None)
-
-
 def _is_oom(err):
     return isinstance(err, torch.cuda.OutOfMemoryError) or 'out of memory' in str(err).lower() or \
         "can't allocate memory" in str(err).lower()
@@ -101,9 +96,11 @@ class KDSRUpscaler:
         gpu_id (int | None): CUDA device index (0 is a GPU, not 'no GPU').
         half (bool | None): fp16 on CUDA. None: fp16 on CUDA, fp32 elsewhere (never fp16 on CPU).
         bf16 (bool | None): on CPU, run the generator under bfloat16 autocast (convolutions in
-            bf16). None: where the CPU has native bf16 (``native_bf16``: AVX512-BF16/AMX), about
-            2x faster there; False: fp32. With the built-in model on real photos, bf16 output is
-            within 2/255 of fp32 and PSNR-Y is unchanged (docs/BENCHMARKS.md). Default: None.
+            bf16). None: by measurement, where the CPU has native bf16 (AVX512-BF16/AMX): a
+            short timing of both precisions for this model size, cached per CPU
+            (``kdsr_model.cpu_precision``), so the default is never slower than fp32; fp32 on
+            other CPUs. With the built-in model on real photos, bf16 output is within 2/255 of
+            fp32 and PSNR-Y is unchanged (docs/BENCHMARKS.md). Default: None.
         tile (int): LR tile size; 0 = whole image (tiles are used anyway after an OOM).
         tile_pad (int | None): LR pixels of overlap around each tile; None = the receptive radius.
         pre_pad (int): reflect padding added before and removed after upscaling (at most one pixel
@@ -128,7 +125,8 @@ class KDSRUpscaler:
         self.half = (self.device.type == 'cuda') if half is None else (half and self.device.type == 'cuda')
         self.dtype = torch.float16 if self.half else torch.float32
         self.net = net.eval().to(self.device, self.dtype)
-        self.bf16 = self.device.type == 'cpu' and (native_bf16() if bf16 is None else bool(bf16))
+        self.bf16 = False
+        self.precision_note = None  # one line when the CPU precision was just measured
         # channels_last: oneDNN convolutions skip their NCHW reorders (measured ~8% faster on CPU,
         # outputs equal to 1e-6); left off elsewhere (not measured there).
         self.memory_format = torch.channels_last if self.device.type == 'cpu' else torch.contiguous_format
@@ -137,6 +135,11 @@ class KDSRUpscaler:
         self.tile_pad = receptive_radius(spec.n_sr_blocks) if tile_pad is None else tile_pad
         self.pre_pad = pre_pad
         self.last_tile_retry = None
+        if self.device.type == 'cpu':
+            if bf16 is None:
+                self.bf16, self.precision_note = choose_bf16(spec, self._timing_run())
+            else:
+                self.bf16 = bool(bf16)
 
     def activation_bytes(self, h, w):
         """Rough peak activation memory of the generator on an h x w LR input: 5 C floats per
@@ -221,9 +224,24 @@ class KDSRUpscaler:
                     raise
                 self.last_tile_retry = tile
 
-    def _run(self, lq, idr):
+    def _timing_run(self):
+        """``run(bf16)``: the generator once on a fixed input in the given precision, for
+        :func:`kdsr_model.cpu_precision.choose_bf16`."""
+        from .cpu_precision import SIDE
+        fixed = {}  # made at the first call: nothing runs when the verdict is cached
+
+        @torch.inference_mode()
+        def run(bf16):
+            if not fixed:
+                fixed['lq'] = torch.rand(1, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
+                fixed['idr'] = self.idr(fixed['lq'], tile=0)
+            self._run(fixed['lq'], fixed['idr'], bf16)
+
+        return run
+
+    def _run(self, lq, idr, bf16=None):
         lq = lq.to(self.device, self.dtype).contiguous(memory_format=self.memory_format)
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bf16):
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=self.bf16 if bf16 is None else bf16):
             return self._generate(lq, idr).float().cpu()
 
     def _generate(self, lq, idr):

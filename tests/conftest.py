@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -7,6 +8,10 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # reference_kdsr.py and helpers live beside the tests
+
+# kdsr-upscale caches its CPU precision verdict (kdsr_model.cpu_precision): in a folder of the
+# test session's own, inherited by the tools the tests run, never in the user's ~/.cache
+os.environ['KDSR_CACHE_DIR'] = tempfile.mkdtemp(prefix='kdsr-test-cache-')
 
 SAMPLES = os.path.join(HERE, '..', 'datasets', 'samples')
 # The repository's own photos (datasets/samples, licences in its README): the tests read nothing outside the clone.

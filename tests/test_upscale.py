@@ -374,11 +374,11 @@ def test_without_a_model_the_error_says_what_to_give(tmp_path, photo_crops, monk
 
 
 def test_bf16_on_cpu_stays_within_a_few_levels_of_fp32(tmp_path, student_file, photo_crops):
-    from kdsr_model.upscaler import native_bf16
+    from kdsr_model.cpu_precision import native_bf16
     name = sorted(os.listdir(photo_crops))[0]
     out = os.path.splitext(name)[0] + '_out.png'
     runs = {}
-    for flag in ('--fp32', '--bf16', None):  # None: the default, bf16 where the CPU has it natively
+    for flag in ('--fp32', '--bf16', None):  # None: the default, bf16 only where measured faster
         folder = tmp_path / str(flag)
         cli('-i', photo_crops / name, '-o', folder, '-m', student_file, '--ext', 'png', *([flag] if flag else []),
             check=0)
@@ -386,17 +386,88 @@ def test_bf16_on_cpu_stays_within_a_few_levels_of_fp32(tmp_path, student_file, p
     a, b = runs['--fp32'], runs['--bf16']
     assert a.shape == b.shape and np.abs(a - b).mean() < 1.0 and np.abs(a - b).max() <= 8
     assert not np.array_equal(a, b)  # bf16 really ran
-    assert np.array_equal(runs[None], b if native_bf16() else a)
+    chosen = KDSRUpscaler(student_file, device='cpu').bf16  # the verdict the default run cached
+    assert chosen is False or native_bf16()
+    assert np.array_equal(runs[None], b if chosen else a)
 
 
 def test_native_bf16_follows_the_cpu_flags(student_file):
-    from kdsr_model.upscaler import native_bf16
+    from kdsr_model.cpu_precision import native_bf16
     with open('/proc/cpuinfo') as f:
         flags = next(line for line in f if line.startswith('flags')).split()
     assert native_bf16() == ('avx512_bf16' in flags or 'amx_tile' in flags)
-    assert KDSRUpscaler(student_file, device='cpu').bf16 == native_bf16()
     assert KDSRUpscaler(student_file, device='cpu', bf16=False).bf16 is False
     assert KDSRUpscaler(student_file, device='cpu', bf16=True).bf16 is True
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    folder = tmp_path / 'cache'
+    monkeypatch.setenv('KDSR_CACHE_DIR', str(folder))
+    return folder
+
+
+def test_default_cpu_precision_is_measured_once_and_never_slower(student_file, cache_dir, monkeypatch):
+    from kdsr_model import cpu_precision
+    monkeypatch.setattr(cpu_precision, 'native_bf16', lambda: True)  # as on a CPU with AVX512-BF16
+    first = KDSRUpscaler(student_file, device='cpu')
+    assert first.precision_note and 'CPU precision measured' in first.precision_note
+    entry = cpu_precision.cached_choice(first.spec)
+    assert entry is not None and entry['fp32_s'] > 0 and entry['bf16_s'] > 0
+    assert first.bf16 == (entry['bf16_s'] < cpu_precision.MARGIN * entry['fp32_s'])  # bf16 only when faster
+    assert cpu_precision.cpu_model() in next(iter(json_of(cache_dir)))  # keyed by this CPU
+    mtime = os.stat(cache_dir / cpu_precision.CACHE_NAME).st_mtime_ns
+    again = KDSRUpscaler(student_file, device='cpu')
+    assert again.bf16 == first.bf16 and again.precision_note is None  # read from the cache, not re-timed
+    assert os.stat(cache_dir / cpu_precision.CACHE_NAME).st_mtime_ns == mtime
+    # a forced precision wins over the cached verdict
+    assert KDSRUpscaler(student_file, device='cpu', bf16=not first.bf16).bf16 == (not first.bf16)
+
+
+def json_of(folder):
+    import json
+
+    from kdsr_model.cpu_precision import CACHE_NAME
+    with open(folder / CACHE_NAME) as f:
+        return json.load(f)
+
+
+def test_cached_verdict_is_per_model_size_and_a_bad_cache_is_measured_again(tmp_path, student_file, cache_dir,
+                                                                           monkeypatch):
+    import json
+
+    from kdsr_model import cpu_precision
+    monkeypatch.setattr(cpu_precision, 'native_bf16', lambda: True)
+    spec = KDSRUpscaler(student_file, device='cpu', bf16=False).spec
+    cache_dir.mkdir()
+    key = cpu_precision.cache_key(spec)
+    (cache_dir / cpu_precision.CACHE_NAME).write_text(json.dumps({key: {'bf16': True, 'fp32_s': 2.0, 'bf16_s': 1.0}}))
+    assert KDSRUpscaler(student_file, device='cpu').bf16 is True  # the planted verdict, no timing
+    other = tmp_path / 'wider.pth'
+    torch.save({'params': BlindSR_ST(scale=4, n_feats=16, n_encoder_res=2, n_sr_blocks=3).state_dict()}, other)
+    wider = KDSRUpscaler(str(other), device='cpu')
+    assert wider.precision_note is not None  # another model size is measured for itself
+    assert set(json_of(cache_dir)) == {key, cpu_precision.cache_key(wider.spec)}
+    (cache_dir / cpu_precision.CACHE_NAME).write_text('{not json')
+    rebuilt = KDSRUpscaler(student_file, device='cpu')
+    assert rebuilt.precision_note is not None and set(json_of(cache_dir)) == {key}
+    # without native bf16: fp32, nothing timed, nothing written
+    monkeypatch.setattr(cpu_precision, 'native_bf16', lambda: False)
+    monkeypatch.setenv('KDSR_CACHE_DIR', str(tmp_path / 'unused'))
+    plain = KDSRUpscaler(student_file, device='cpu')
+    assert plain.bf16 is False and plain.precision_note is None and not (tmp_path / 'unused').exists()
+
+
+def test_unwritable_cache_still_upscales_and_says_so(student_file, tmp_path, monkeypatch):
+    from kdsr_model import cpu_precision
+    monkeypatch.setattr(cpu_precision, 'native_bf16', lambda: True)
+    blocker = tmp_path / 'file'
+    blocker.write_text('in the way')
+    monkeypatch.setenv('KDSR_CACHE_DIR', str(blocker / 'cache'))  # a folder under a file cannot exist
+    up = KDSRUpscaler(student_file, device='cpu')
+    assert 'cache not writable' in up.precision_note
+    out, _ = up.enhance(np.zeros((8, 8, 3), np.uint8))
+    assert out.shape == (32, 32, 3)
 
 
 def test_folder_run_with_the_built_in_model(tmp_path, photo_crops):
