@@ -1,4 +1,5 @@
-"""Export a trained KDSR student for inference: the EMA weights only, checked and re-loaded.
+"""Export a trained KDSR student (or teacher, for a recipe) for inference: the EMA weights only,
+checked and re-loaded.
 
     python scripts/export_model.py experiments/NAME/models/net_g_latest.pth OUT.pth
 """
@@ -13,13 +14,11 @@ from kdsr_model.io import atomic_output
 
 def main(src, dst):
     net, spec = load_kdsr(src)  # params_ema preferred; strict load proves the file is whole
-    if spec.is_teacher:
-        raise SystemExit(f'{src}: a teacher; export a student.')
     os.makedirs(os.path.dirname(dst) or '.', exist_ok=True)
     with atomic_output(dst) as tmp:  # renamed to dst only once it re-loads
         torch.save({'params_ema': net.state_dict()}, tmp)
         load_kdsr(tmp)
-    print(f'{dst}: {spec.options()}, {sum(p.numel() for p in net.parameters()):,} parameters, '
+    print(f'{dst}: {"teacher" if spec.is_teacher else "student"} {spec.options()}, {sum(p.numel() for p in net.parameters()):,} parameters, '
           f'{os.path.getsize(dst) / 2**20:.1f} MiB')
 
 
