@@ -12,6 +12,11 @@ figures, printed too: the 5-NN accuracy of the level (chance is 1 / levels) and 
 linear (ridge) probe predicting the level value, both cross-validated with whole photos held
 out (grouped folds: crops of one photo never sit in both the training and the test fold, so
 a representation that only recognises the photo scores at chance).
+
+The swap test asks whether the generator uses the IDR: each photo's first crop at the sweep's
+lowest and highest level is upscaled with its own IDR and with the other level's, and
+``idr.json`` gets ``swap``: the mean absolute change of the output (0-255) and the PSNR against
+the HR with the own and the swapped IDR (an IDR that is used well scores higher as its own).
 Needs the ``idr`` extra (scikit-learn, matplotlib).
 """
 import argparse
@@ -110,6 +115,32 @@ def extract_idrs(net, is_teacher, crops, sweep, values, scale, seed=0, device='c
     return np.stack(feats), np.array(levels), np.array(vals)
 
 
+def _psnr(a, b):
+    return float(10 * torch.log10(1 / ((a - b)**2).mean().clamp_min(1e-12)))
+
+
+@torch.inference_mode()
+def swap_effect(net, is_teacher, crops, photos, sweep, values, scale, seed=0, device='cpu'):
+    """The IDR swap test on the first crop of each photo, between the lowest and the highest
+    level: a dict with ``mean_abs_change`` (0-255) and mean ``psnr_own`` / ``psnr_swapped`` (dB)."""
+    generator = torch.Generator().manual_seed(seed + 1)
+    net = net.to(device).eval()
+    firsts = [crops[photos.index(p)] for p in sorted(set(photos))]
+    change, own, swapped = [], [], []
+    for hr in firsts:
+        hr_d = hr.float().to(device)
+        lrs = [degrade(hr, sweep, v, scale, generator).float().to(device) for v in (values[0], values[-1])]
+        idrs = [net.encode(lr, hr_d)[0] if is_teacher else net.encode(lr)[0] for lr in lrs]
+        for i, lr in enumerate(lrs):
+            mine = net.upsample(lr, idrs[i]).clamp(0, 1)
+            other = net.upsample(lr, idrs[1 - i]).clamp(0, 1)
+            change.append(float((mine - other).abs().mean()) * 255)
+            own.append(_psnr(mine, hr_d))
+            swapped.append(_psnr(other, hr_d))
+    return {'pairs': len(change), 'mean_abs_change': float(np.mean(change)), 'psnr_own': float(np.mean(own)),
+            'psnr_swapped': float(np.mean(swapped))}
+
+
 def separability(feats, levels, values, seed=0, groups=None):
     """Cross-validated 5-NN accuracy of the level and R^2 of a ridge probe on the value.
 
@@ -178,6 +209,7 @@ def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0
     hr_crops, photos = read_crops(hr_dir, crops, size, seed, on_skip)
     feats, lv, vals = extract_idrs(net, spec.is_teacher, hr_crops, sweep, values, spec.scale, seed, device, progress)
     scores = separability(feats, lv, vals, seed, groups=np.repeat(photos, len(values)))
+    scores['swap'] = swap_effect(net, spec.is_teacher, hr_crops, photos, sweep, values, spec.scale, seed, device)
     os.makedirs(out_dir, exist_ok=True)
     label = {'iso': 'blur sigma', 'aniso': 'lambda1 (lambda2 = lambda1 / 2)', 'noise': 'noise std (0-255)'}[sweep]
     title = (f'{os.path.basename(model)}: IDR t-SNE, {sweep} sweep\n'
@@ -209,6 +241,10 @@ def main(argv=None):
     print(f'| model | sweep | samples | 5-NN accuracy (chance) | linear R^2 |\n|---|---|---|---|---|\n'
           f'| {os.path.basename(args.model)} | {args.sweep} | {result["samples"]} | '
           f'{result["knn_accuracy"]:.3f} ({result["chance"]:.3f}) | {result["linear_r2"]:.3f} |')
+    swap = result['swap']
+    print(f'IDR swap ({swap["pairs"]} upscales, lowest <-> highest level): output changes by '
+          f'{swap["mean_abs_change"]:.2f}/255 on average; PSNR with its own IDR {swap["psnr_own"]:.2f} dB, '
+          f'with the other level\'s {swap["psnr_swapped"]:.2f} dB')
     print(f'wrote {os.path.join(args.out, "idr_tsne.png")} and idr.json')
     return 0
 

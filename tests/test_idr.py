@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kdsr_arch import BlindSR_ST, BlindSR_TA
-from kdsr_model.idr import separability, sweep_values
+from kdsr_model.idr import separability, swap_effect, sweep_values
 from test_plugin import BIN
 
 
@@ -51,6 +51,20 @@ def test_sweep_values_follow_the_scale():
     assert sweep_values('noise', 3, 4) == [0.0, 25.0, 50.0]
 
 
+def test_swap_effect_is_zero_for_a_generator_that_ignores_the_idr(photos):
+    from kdsr_model.idr import read_crops
+    crops, groups = read_crops(os.path.join(photos, 'val'), 1, 64, 0)
+    torch.manual_seed(0)
+    net = BlindSR_ST(n_feats=16, n_encoder_res=1, scale=4, n_sr_blocks=2)
+    used = swap_effect(net, False, crops, groups, 'iso', [0.2, 4.0], 4)
+    assert used['pairs'] == 2 * len(set(groups)) and used['mean_abs_change'] > 0  # small in a random net, never 0
+    assert used['psnr_own'] != used['psnr_swapped']
+    upsample = net.upsample
+    net.upsample = lambda lq, idr: upsample(lq, torch.zeros_like(idr))  # the IDR never reaches the generator
+    blind = swap_effect(net, False, crops, groups, 'iso', [0.2, 4.0], 4)
+    assert blind['mean_abs_change'] == 0 and blind['psnr_own'] == blind['psnr_swapped']
+
+
 @pytest.fixture(scope='module')
 def idr_inputs(tmp_path_factory, photos):
     root = tmp_path_factory.mktemp('idr')
@@ -88,6 +102,8 @@ def test_kdsr_idr_writes_a_tsne_png_and_a_score(idr_inputs, kind, sweep):
     assert result['samples'] == 2 * 3 * 4 and result['teacher'] == (kind == 'teacher') and result['sweep'] == sweep
     assert 0 <= result['knn_accuracy'] <= 1 and result['chance'] == 0.25 and np.isfinite(result['linear_r2'])
     assert f"{result['knn_accuracy']:.3f}" in proc.stdout
+    swap = result['swap']  # 2 photos x (lowest, highest level)
+    assert swap['pairs'] == 4 and swap['mean_abs_change'] > 0 and 'IDR swap (4 upscales' in proc.stdout
     data = np.load(out / 'idr.npz')
     assert data['idr'].shape == (24, 16) and sorted(set(data['level'].tolist())) == [0, 1, 2, 3]
     assert not [f for f in os.listdir(out) if 'partial' in f]
