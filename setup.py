@@ -77,8 +77,9 @@ setup(
         'idr': ['scikit-learn', 'matplotlib'],
         'lpips': ['lpips'],
         'export': ['onnx', 'onnxruntime'],
+        'safetensors': ['safetensors'],  # .safetensors weights (load_kdsr, kdsr-export --format safetensors)
         'test': ['pytest', 'setuptools>=64', 'wheel', 'realesrgan', 'spandrel', 'scikit-learn', 'matplotlib', 'lpips',
-                 'onnx', 'onnxruntime'],
+                 'onnx', 'onnxruntime', 'safetensors'],
     },
     entry_points={
         'console_scripts': [

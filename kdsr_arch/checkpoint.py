@@ -4,6 +4,14 @@ Formats read: BasicSR's ``{'params': ..., 'params_ema': ...}`` (the KDSR-GAN rel
 our training output), and a raw state_dict (the KDSR-classic releases). Keys saved from a
 (Distributed)DataParallel wrapper (``module.`` prefix) are accepted too.
 
+``.safetensors`` files (spandrel, OpenModelDB, ``kdsr-export --format safetensors``) are read
+as well, told from ``.pth`` by their first bytes (an 8-byte little-endian header length, then
+the JSON header), whatever their name. safetensors has no nesting: a file is a flat state_dict,
+or BasicSR's two entries flattened with a prefix, every key ``params_ema.<name>`` or
+``params.<name>`` (read as ``{'params_ema': {...}, 'params': {...}}``, so ``param_key`` picks
+one as in a ``.pth``). ``param_key`` is ignored for flat files. Reading them needs the
+safetensors package (``pip install 'kdsr[safetensors]'``); ``.pth`` files never do.
+
 Detection follows spandrel's approach: a few declarative key checks, then every
 hyper-parameter is read off tensor shapes.
 """
@@ -17,32 +25,108 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from .blindsr_arch import teacher_in_channels
 
 PARAM_KEYS = ('params_ema', 'params')
+TORCH_MAGIC = (b'PK\x03\x04', b'\x80')  # torch.save's zip archive; the legacy format's pickle protocol byte
+
+
+class SafetensorsMissingError(ImportError, ValueError):
+    """A ``.safetensors`` file met without the safetensors package (a ValueError, as for any
+    unreadable checkpoint, so that every tool reports it in one line)."""
+
+
+def _first_line(err):
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def safetensors_torch(source):
+    """``safetensors.torch``; :class:`SafetensorsMissingError` naming ``source`` if not installed."""
+    try:
+        import safetensors.torch
+    except ImportError:
+        raise SafetensorsMissingError(f"{source}: install safetensors for .safetensors files "
+                                      "(pip install 'kdsr[safetensors]').") from None
+    return safetensors.torch
+
+
+def weights_format(path):
+    """``'safetensors'`` or ``'pytorch'``, from the first bytes of the file.
+
+    safetensors: an 8-byte little-endian header length that fits in the file, then ``{``;
+    PyTorch: a zip archive (``torch.save``) or a pickle (the legacy format). A file that is
+    neither goes by its extension, so that its error names the format it was meant to be.
+    """
+    with open(path, 'rb') as f:
+        head = f.read(9)
+    if len(head) == 9 and head[8:9] == b'{' and int.from_bytes(head[:8], 'little') <= os.path.getsize(path) - 8:
+        return 'safetensors'
+    if head.startswith(TORCH_MAGIC):
+        return 'pytorch'
+    return 'safetensors' if path.lower().endswith('.safetensors') else 'pytorch'
+
+
+def nest_param_keys(tensors):
+    """``{'params_ema.G.x': t, 'params.G.x': u}`` -> ``{'params_ema': {'G.x': t}, 'params': {'G.x': u}}``
+    when every key starts with one of :data:`PARAM_KEYS` and a dot; any other dict is returned as it is."""
+    prefixes = tuple(k + '.' for k in PARAM_KEYS)
+    if not tensors or not all(key.startswith(prefixes) for key in tensors):
+        return tensors
+    nested = {}
+    for key, value in tensors.items():
+        entry, name = key.split('.', 1)
+        nested.setdefault(entry, {})[name] = value
+    return nested
+
+
+def read_safetensors(path):
+    """The tensors of a safetensors file as a dict, on the CPU (read whole: no file stays mapped)."""
+    st = safetensors_torch(path)
+    with open(path, 'rb') as f:
+        data = f.read()
+    try:
+        return st.load(data)
+    except Exception as err:  # SafetensorError: bad header, truncated data, unknown dtype...
+        raise ValueError(f'{path}: not a loadable safetensors file ({_first_line(err)}).') from None
 
 
 def load_state_dict_file(path, param_key='auto'):
-    """Load a checkpoint file safely (``weights_only=True``) and return a flat state_dict.
+    """Load a checkpoint file safely and return a flat state_dict.
+
+    ``.pth`` (and any PyTorch file) is read with ``torch.load(..., weights_only=True)``;
+    a safetensors file (told by its content, see :func:`weights_format`) with safetensors.
 
     Args:
         path (str): The checkpoint file.
-        param_key (str): ``'auto'`` (``params_ema`` if present, else ``params``, else the raw
-            dict), or a key to use, e.g. ``'params'``.
+        param_key (str | tuple | None): ``'auto'`` (``params_ema`` if present, else ``params``,
+            else the raw dict), a key to use, e.g. ``'params'``, keys to try in order, or None
+            (the raw dict). Ignored for a flat safetensors file.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path}: checkpoint file not found.')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # pickle, zip and weights_only errors all mean the same to a user
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f'{path}: not a loadable PyTorch weights file ({first_line}).') from None
+    if weights_format(path) == 'safetensors':
+        tensors = read_safetensors(path)
+        ckpt = nest_param_keys(tensors)
+        if ckpt is tensors:  # flat: there is no entry to choose
+            param_key = None
+    else:
+        try:
+            ckpt = torch.load(path, map_location='cpu', weights_only=True)
+        except Exception as err:  # pickle, zip and weights_only errors all mean the same to a user
+            raise ValueError(f'{path}: not a loadable PyTorch weights file ({_first_line(err)}).') from None
     return unwrap_state_dict(ckpt, param_key=param_key, source=path)
 
 
 def unwrap_state_dict(ckpt, param_key='auto', source='checkpoint'):
-    """Return the tensors of ``ckpt`` (BasicSR wrapper or raw state_dict), ``module.`` stripped."""
+    """Return the tensors of ``ckpt`` (BasicSR wrapper or raw state_dict), ``module.`` stripped.
+
+    ``param_key``: as for :func:`load_state_dict_file`; with a tuple, the first key present is
+    used (BasicSR's ``load_network`` falls back from ``params_ema`` to ``params`` so).
+    """
     if not isinstance(ckpt, dict):
         raise ValueError(f'{source}: expected a state_dict (a dict of tensors), got {type(ckpt).__name__}.')
     if param_key == 'auto':
         param_key = next((k for k in PARAM_KEYS if isinstance(ckpt.get(k), dict)), None)
+    elif isinstance(param_key, (tuple, list)):
+        param_key = next((k for k in param_key if isinstance(ckpt.get(k), dict)), param_key[0])
     if param_key is not None:
         if not isinstance(ckpt.get(param_key), dict):
             found = ', '.join(map(str, list(ckpt)[:5]))
@@ -123,17 +207,26 @@ def detect_kdsr(state, source='checkpoint'):
     return KDSRSpec(arch, n_feats, n_encoder_res, scale, n_sr_blocks)
 
 
+def load_into(net, state, source='checkpoint', strict=True):
+    """``net.load_state_dict(state, strict)``; a mismatch is a ValueError naming ``source`` and
+    the first missing, unexpected or mis-shaped key."""
+    try:
+        net.load_state_dict(state, strict=strict)
+    except RuntimeError as err:
+        lines = str(err).strip().splitlines()  # 'Error(s) in loading state_dict for X:', then the keys
+        raise ValueError(f'{source}: does not load into {type(net).__name__}: {(lines[1:] or lines)[0].strip()}') \
+            from None
+
+
 def load_kdsr(path_or_state, param_key='auto'):
-    """Build the KDSR net a checkpoint describes and load it strictly. Returns ``(net, spec)``."""
+    """Build the KDSR net a checkpoint (``.pth`` or ``.safetensors`` file, or state_dict)
+    describes and load it strictly. Returns ``(net, spec)``."""
     source = path_or_state if isinstance(path_or_state, str) else 'state_dict'
     state = load_state_dict_file(path_or_state, param_key) if isinstance(path_or_state, str) else \
         unwrap_state_dict(path_or_state, param_key, source)
     spec = detect_kdsr(state, source)
     net = spec.build()
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f'{source}: does not load into {spec.arch}: {str(err).splitlines()[1].strip()}') from None
+    load_into(net, state, source)
     return net, spec
 
 

@@ -1,8 +1,9 @@
-"""``kdsr-export``: a KDSR student as ONNX, TorchScript or a torch.export program.
+"""``kdsr-export``: a KDSR student as ONNX, TorchScript or a torch.export program, or its weights as safetensors.
 
     kdsr-export -m KDSRS-GAN.pth -o kdsr_x4.onnx                      # ONNX, opset 17, checked by onnxruntime
     kdsr-export -m KDSRS-GAN.pth -o kdsr_x4.pt --format torchscript  # torch.jit.load
     kdsr-export -m KDSRS-GAN.pth -o kdsr_x4.pt2 --format export      # torch.export.load
+    kdsr-export -m KDSRS-GAN.pth -o kdsr_x4.safetensors --format safetensors  # load_kdsr, spandrel
 
 Every graph maps an image ``(N, 3, H, W)`` float32 in [0, 1] to the SR image
 ``(N, 3, s*H, s*W)``, with N, H and W dynamic; the IDR is computed inside from the input.
@@ -14,9 +15,17 @@ as it is with a dynamic batch; for ONNX and TorchScript it is rewritten as the n
 multiply-adds it stands for (:class:`ShiftedDDC`, the same function). torch.export keeps
 the grouped conv (its group count is symbolic there).
 
+``--format safetensors`` writes the net's state_dict, flat (the keys of the ``.pth`` without
+``params``/``params_ema``: the EMA weights when the checkpoint has them), with the metadata
+``format`` (``pt``), ``architecture``, ``scale``, ``n_feats``, ``n_encoder_res``,
+``n_sr_blocks``, ``dtype`` and ``kdsr_version`` as strings. It is the one format a teacher can
+be written in too (its weights only; e.g. for ``path:pretrain_network_TA``). ``--fp16`` stores
+float16 weights, which load into a float32 net.
+
 Outputs are written to a temporary file beside the output, checked there (by default:
-onnxruntime, the TorchScript or torch.export loader, on inputs of other sizes than the one
-traced, against the PyTorch net in float32) and only then renamed to the output name.
+onnxruntime, the TorchScript or torch.export loader, or ``load_kdsr`` for safetensors, on
+inputs of other sizes than the one traced, against the PyTorch net in float32) and only then
+renamed to the output name.
 """
 import argparse
 import copy
@@ -33,7 +42,7 @@ from torch.nn import functional as F
 from .errors import OptionError, tool
 from .io import atomic_output, first_line
 
-FORMATS = ('onnx', 'torchscript', 'export')
+FORMATS = ('onnx', 'torchscript', 'export', 'safetensors')
 DEFAULT_OPSET = 17
 OPSETS = range(10, 21)  # dynamic Slice needs 10; torch.onnx's TorchScript-based exporter supports up to 20
 EXPORT_SHAPE = (2, 3, 32, 32)  # the input traced; the check shapes below differ in N, H and W
@@ -228,15 +237,64 @@ def export_program(net, path, fp16=False, check=True, tol=None):
         return _check(max_abs_diff(loaded, net), fp16, tol, 'torch.export') if check else None
 
 
+def export_safetensors(net, path, fp16=False, check=True, tol=None):
+    """Write a KDSR net's weights (student or teacher) as a flat safetensors state_dict.
+
+    Args:
+        net (BlindSR_ST | BlindSR_TA): The net (not changed).
+        path (str): Output file (``.safetensors``), written atomically; read it with
+            :func:`kdsr_arch.checkpoint.load_kdsr` (or spandrel, for a student).
+        fp16 (bool): Store float16 weights. Default: False.
+        check (bool): Before renaming, re-load the file with ``load_kdsr``: the same
+            architecture, and a student's output (a teacher's weights) compared with the float32
+            net on :data:`CHECK_SHAPES`. Default: True.
+        tol (float | None): Largest max abs difference accepted; None: :data:`TOLERANCE`.
+
+    Returns:
+        float | None: The max abs difference found by the check (None without check).
+    """
+    from kdsr_arch import __version__
+    from kdsr_arch.checkpoint import detect_kdsr, load_kdsr, safetensors_torch
+
+    st = safetensors_torch(path)
+    dtype = torch.float16 if fp16 else torch.float32
+    state = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
+             for k, v in net.state_dict().items()}
+    spec = detect_kdsr(state, type(net).__name__)
+    options = spec.options()
+    metadata = {'format': 'pt', 'architecture': options.pop('type'), **{k: str(v) for k, v in options.items()},
+                'dtype': str(dtype).replace('torch.', ''), 'kdsr_version': __version__}
+    data = st.save(state, metadata=metadata)  # save_file would create the file mode 0600, not by the umask
+    with atomic_output(path) as tmp:
+        with open(tmp, 'wb') as f:
+            f.write(data)
+        if not check:
+            return None
+        loaded, loaded_spec = load_kdsr(tmp)
+        if loaded_spec != spec:
+            raise ExportCheckError(f'the file reads back as {loaded_spec.options()}, not {spec.options()}')
+        if spec.is_teacher:
+            loaded_state = loaded.state_dict()
+            diff = max((loaded_state[k] - v.detach().cpu().float()).abs().max().item()
+                       for k, v in net.state_dict().items())
+        else:
+            diff = max_abs_diff(loaded.eval(), net)
+        return _check(diff, fp16, tol, 'safetensors re-loaded with load_kdsr')
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog='kdsr-export', description=__doc__.split('\n\n')[0])
-    p.add_argument('-m', '--model', required=True, help='KDSR student checkpoint (BlindSR_ST)')
-    p.add_argument('-o', '--output', required=True, help='output file (.onnx, .pt, .pt2)')
+    p.add_argument('-m', '--model', required=True,
+                   help='KDSR student checkpoint (BlindSR_ST; a teacher too with --format safetensors), .pth or '
+                   '.safetensors')
+    p.add_argument('-o', '--output', required=True, help='output file (.onnx, .pt, .pt2, .safetensors)')
     p.add_argument('--format', default='onnx', choices=FORMATS,
-                   help='onnx (default), torchscript (torch.jit.trace) or export (torch.export, .pt2)')
+                   help='onnx (default), torchscript (torch.jit.trace), export (torch.export, .pt2) or safetensors '
+                   '(the weights)')
     p.add_argument('--opset', type=int, default=DEFAULT_OPSET,
                    help=f'ONNX opset, {OPSETS[0]} to {OPSETS[-1]} (default: {DEFAULT_OPSET})')
-    p.add_argument('--fp16', action='store_true', help='half precision inside (input and output stay float32)')
+    p.add_argument('--fp16', action='store_true',
+                   help='half precision inside (input and output stay float32); safetensors: float16 weights')
     p.add_argument('--check', dest='check', action='store_true', default=True,
                    help='compare the exported file with PyTorch before writing it (the default)')
     p.add_argument('--no-check', dest='check', action='store_false', help='skip the comparison')
@@ -256,7 +314,7 @@ def main(argv=None):
         net, spec = load_kdsr(args.model)
     except (ValueError, FileNotFoundError, KeyError) as err:
         raise OptionError(err.args[0] if err.args else str(err)) from None
-    if spec.is_teacher:
+    if spec.is_teacher and args.format != 'safetensors':
         raise OptionError(f'{args.model}: a KDSR teacher (BlindSR_TA) needs the HR image to run; export a '
                           'student checkpoint.')
     if args.format == 'onnx' and args.check:
@@ -267,7 +325,7 @@ def main(argv=None):
                   file=sys.stderr)
             return 2
     exporters = {'onnx': partial(export_onnx, opset=args.opset), 'torchscript': export_torchscript,
-                 'export': export_program}
+                 'export': export_program, 'safetensors': export_safetensors}
     try:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
         diff = exporters[args.format](net, args.output, fp16=args.fp16, check=args.check, tol=args.tol)
@@ -279,11 +337,16 @@ def main(argv=None):
         what = '' if isinstance(err, ValueError) else f'{args.format} export of {args.model} failed: '
         print(f'kdsr-export: error: {what}{reason}', file=sys.stderr)
         return 2
-    checked = 'not checked' if diff is None else \
-        f'max abs diff vs PyTorch {diff:.2e} on {", ".join("x".join(map(str, s)) for s in CHECK_SHAPES)}'
+    on = 'in the weights' if spec.is_teacher else f'on {", ".join("x".join(map(str, s)) for s in CHECK_SHAPES)}'
+    checked = 'not checked' if diff is None else f'max abs diff vs PyTorch {diff:.2e} {on}'
+    if args.format == 'safetensors':
+        graph = ''
+        checked = checked if diff is None else f're-loaded with load_kdsr, {checked}'
+    else:
+        graph = ', dynamic batch/height/width'
     opset = f' opset {args.opset},' if args.format == 'onnx' else ''
     print(f'kdsr-export: wrote {args.output} ({args.format},{opset} {"fp16" if args.fp16 else "fp32"}, {spec.arch} '
-          f'x{spec.scale}, dynamic batch/height/width; {checked})')
+          f'x{spec.scale}{graph}; {checked})')
     return 0
 
 

@@ -11,6 +11,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 from ..data.mixture import MixtureDegrader
 from ..degrade import RealWorldDegrader
 from ..errors import OptionError
+from .loading import WeightsLoadMixin
 from .perceptual import local_vgg_weights
 from .precision import AutocastMixin
 from .saving import AtomicSaveMixin
@@ -30,10 +31,11 @@ class DeviceAwareMixin:
         return net
 
 
-class SynthesisMixin(AtomicSaveMixin, AutocastMixin, DeviceAwareMixin):
+class SynthesisMixin(AtomicSaveMixin, WeightsLoadMixin, AutocastMixin, DeviceAwareMixin):
     """Training LQ synthesised from GT on the model's device by ``self.synthesise(data)``
     (which sets ``self.lq`` and ``self.gt``); paired data otherwise (validation, test).
-    Checkpoints are saved atomically; ``train:autocast`` sets the forward passes' precision."""
+    Checkpoints are saved atomically, ``path:pretrain_network_*`` read as ``.pth`` or
+    ``.safetensors``; ``train:autocast`` sets the forward passes' precision."""
 
     def init_training_settings(self):
         self.autocast_dtype()  # a bad train:autocast fails before anything trains

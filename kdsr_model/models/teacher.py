@@ -8,6 +8,7 @@ from basicsr.utils import get_root_logger
 from kdsr_arch.checkpoint import detect_kdsr, init_student_from_teacher, load_state_dict_file
 
 from ..errors import MissingFileError, OptionError
+from .loading import basicsr_param_key
 
 
 def _teacher_key(opt):
@@ -65,7 +66,7 @@ def take_teacher_init(opt):
     if not os.path.isfile(path):
         raise MissingFileError(f'path:pretrain_network_g: {path} not found; fix the path or set it to ~.')
     try:
-        state = load_state_dict_file(path, opt['path'].get('param_key_g', 'auto'))
+        state = load_state_dict_file(path, basicsr_param_key(opt['path'].get('param_key_g', 'auto')))
         spec = detect_kdsr(state, path)
     except (ValueError, KeyError) as err:
         raise OptionError(f'path:pretrain_network_g: {err}') from None
