@@ -61,6 +61,15 @@ def save_student(path, n_feats=8, n_encoder_res=2, n_sr_blocks=2, seed=0):
 BIN = os.path.dirname(sys.executable)  # the venv's console scripts (kdsr-upscale, kdsr-train, ...)
 
 
+def free_port():
+    """A TCP port free on this machine now (for torchrun's rendezvous): no fixed port that
+    another run or service may hold."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
 def run_tool(tool, *args, check=None, cwd=None, timeout=600):
     """Run an installed ``kdsr-*`` console script; ``check``: the exit status it must give."""
     import subprocess

@@ -196,4 +196,4 @@ def test_authors_raw_classic_student_file_runs_through_basicsr_test(tmp_path):
     opt_file.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))
     proc = subprocess.run([os.path.join(BIN, 'kdsr-test'), '-opt', str(opt_file)], cwd=tmp_path,
                           capture_output=True, text=True, timeout=600)
-    assert proc.returncode != 0
+    assert proc.returncode == 2 and str(bad) in proc.stderr and 'Traceback' not in proc.stderr, proc.stderr[-2000:]

@@ -16,6 +16,7 @@ from torch.utils.data import default_collate
 
 from kdsr_arch import BlindSR_TA, load_state_dict_file
 from kdsr_model.errors import MissingFileError, OptionError
+from conftest import free_port
 from test_plugin import BIN, REPO, _stock_basicsr_clone, run_py
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')
@@ -357,7 +358,7 @@ def test_ddp_two_cpu_processes_train_identical_weights(tmp_path, prepared):
     dump.mkdir()
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
     env['OMP_NUM_THREADS'] = '1'
-    proc = subprocess.run([os.path.join(BIN, 'torchrun'), '--nproc_per_node=2', '--master_port=29517',
+    proc = subprocess.run([os.path.join(BIN, 'torchrun'), '--nproc_per_node=2', f'--master_port={free_port()}',
                            os.path.join(HERE, 'probe_train.py'), str(dump), '-opt', str(opt_file), '--launcher',
                            'pytorch'], cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     log = proc.stdout + proc.stderr
