@@ -293,20 +293,32 @@ class KDSRUpscaler:
         del t
         return np.ascontiguousarray(q.permute(1, 2, 0).numpy()[:, :, ::-1]).astype(dtype, copy=False)
 
-    def enhance(self, img, outscale=None, alpha_upsampler='kdsr'):
+    @staticmethod
+    def _max_value(img):
+        if img.dtype == np.uint16:
+            return 65535.0, np.uint16
+        if img.dtype == np.uint8:
+            return 255.0, np.uint8
+        raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
+
+    def image_idr(self, img):
+        """The IDR of one BGR (or gray) 8/16-bit image as OpenCV reads it, alpha ignored: pass it
+        to :meth:`enhance` as ``idr`` to upscale other images (e.g. every frame of a video shot)
+        under the same degradation estimate. Several images' IDRs can be averaged."""
+        max_value, _ = self._max_value(img)
+        rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[:, :, :3]
+        return self.idr(self._rgb_tensor(rgb, max_value))
+
+    def enhance(self, img, outscale=None, alpha_upsampler='kdsr', idr=None):
         """Upscale one image as OpenCV reads it; returns ``(output, mode)`` like Real-ESRGAN's
         ``RealESRGANer.enhance`` (mode: 'L', 'RGB' or 'RGBA').
 
         Grayscale stays grayscale, 16-bit stays 16-bit (decided by the dtype, not the values),
         the alpha channel is upscaled separately: by the KDSR net (``'kdsr'``, also accepted as
-        ``'realesrgan'``) or by bicubic interpolation (``'bicubic'``).
+        ``'realesrgan'``) or by bicubic interpolation (``'bicubic'``). ``idr``: a degradation
+        estimate from :meth:`image_idr` to use for the colour channels instead of this image's own.
         """
-        if img.dtype == np.uint16:
-            max_value, dtype = 65535.0, np.uint16
-        elif img.dtype == np.uint8:
-            max_value, dtype = 255.0, np.uint8
-        else:
-            raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
+        max_value, dtype = self._max_value(img)
         if alpha_upsampler not in ('kdsr', 'realesrgan', 'bicubic'):
             raise ValueError(f"alpha_upsampler must be 'kdsr' or 'bicubic', got {alpha_upsampler!r}")
         if img.ndim == 3 and img.shape[2] == 1:
@@ -322,7 +334,7 @@ class KDSRUpscaler:
         else:
             raise ValueError(f'unsupported channel count {img.shape[2]}')
 
-        out = self._to_array(self.upsample_tensor(self._rgb_tensor(rgb, max_value)), h, w, max_value, dtype)
+        out = self._to_array(self.upsample_tensor(self._rgb_tensor(rgb, max_value), idr), h, w, max_value, dtype)
         if mode == 'L':
             out = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)
         if alpha is not None:

@@ -500,3 +500,17 @@ def test_built_in_model_against_bicubic_in_every_band(tmp_path):
     assert min(gains['clean']) > -0.5, gains  # a blind model pays little on clean input
     assert np.mean(gains['mild']) > 0.1 and min(gains['mild']) > -0.1, gains
     assert np.mean(gains['heavy']) > 0.3 and min(gains['heavy']) > 0, gains
+
+
+def test_an_image_upscaled_with_another_images_idr(photos):
+    up = KDSRUpscaler(device='cpu', bf16=False)  # the built-in model: trained, so its IDR matters
+    a = _photo(photos)
+    b = cv2.GaussianBlur(a, (0, 0), 2.0)
+    own, _ = up.enhance(a)
+    assert np.array_equal(up.enhance(a, idr=up.image_idr(a))[0], own)  # its own IDR: the same output
+    idr_b = up.image_idr(b)
+    assert not torch.equal(idr_b, up.image_idr(a))
+    lent, _ = up.enhance(a, idr=idr_b)
+    assert lent.shape == own.shape and not np.array_equal(lent, own)
+    gray, _ = up.enhance(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), idr=up.image_idr(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)))
+    assert gray.shape == own.shape[:2]
