@@ -372,20 +372,24 @@ def test_without_a_model_the_error_says_what_to_give(tmp_path, photo_crops, monk
         KDSRUpscaler(device='cpu')
 
 
-def test_bf16_on_cpu_stays_within_a_few_levels_of_fp32(tmp_path, student_file, photo_crops):
+def test_bf16_on_cpu_stays_within_a_few_levels_of_fp32(tmp_path, student_file, photo_crops, cache_dir):
     from kdsr_model.cpu_precision import native_bf16
     name = sorted(os.listdir(photo_crops))[0]
     out = os.path.splitext(name)[0] + '_out.png'
-    runs = {}
+    runs, logs = {}, {}
     for flag in ('--fp32', '--bf16', None):  # None: the default, bf16 only where measured faster
         folder = tmp_path / str(flag)
-        cli('-i', photo_crops / name, '-o', folder, '-m', student_file, '--ext', 'png', *([flag] if flag else []),
-            check=0)
+        proc = cli('-i', photo_crops / name, '-o', folder, '-m', student_file, '--ext', 'png',
+                   *([flag] if flag else []), check=0)
+        logs[flag] = proc.stderr
         runs[flag] = cv2.imread(str(folder / out)).astype(int)
     a, b = runs['--fp32'], runs['--bf16']
     assert a.shape == b.shape and np.abs(a - b).mean() < 1.0 and np.abs(a - b).max() <= 8
     assert not np.array_equal(a, b)  # bf16 really ran
     chosen = KDSRUpscaler(student_file, device='cpu').bf16  # the verdict the default run cached
+    if native_bf16():  # the first default run of this model size measured, and said so in one line
+        measured = [f for f in ('--fp32', '--bf16', None) if 'CPU precision measured' in logs[f]]
+        assert measured == [None]
     assert chosen is False or native_bf16()
     assert np.array_equal(runs[None], b if chosen else a)
 
