@@ -78,8 +78,9 @@ setup(
         'lpips': ['lpips'],
         'export': ['onnx', 'onnxruntime'],
         'safetensors': ['safetensors'],  # .safetensors weights (load_kdsr, kdsr-export --format safetensors)
+        'video': ['av'],  # videos and animated GIFs (kdsr_model.video): PyAV, FFmpeg bundled in its wheels
         'test': ['pytest', 'setuptools>=64', 'wheel', 'realesrgan', 'spandrel', 'scikit-learn', 'matplotlib', 'lpips',
-                 'onnx', 'onnxruntime', 'safetensors'],
+                 'onnx', 'onnxruntime', 'safetensors', 'av'],
     },
     entry_points={
         'console_scripts': [

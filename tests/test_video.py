@@ -1,0 +1,263 @@
+"""Videos: one IDR per shot, frames, timing and audio kept, atomic output (kdsr_model.video).
+
+The videos are made here with PyAV: 64x48, 12 fps, 2 s, two shots (a photo with fresh noise
+per frame, then a cut to another photo) and a 440 Hz sine in AAC. The model is a tiny
+random-weight student: these tests check the plumbing, not the picture.
+"""
+import fractions
+import os
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import SAMPLES, save_student
+from kdsr_model.errors import OptionError
+from kdsr_model.upscaler import KDSRUpscaler
+from kdsr_model.video import (VideoError, find_shots, is_video_file, is_video_name, output_name, require_av,
+                              upscale_video)
+
+av = pytest.importorskip('av')
+
+W, H, FPS, SECONDS, CUT = 64, 48, 12, 2, 12  # the cut: frame 12 (1 s) starts the second shot
+SAMPLE_RATE = 48000
+
+
+def _photo(name, w=W, h=H):
+    img = cv2.imread(os.path.join(SAMPLES, 'train', name), cv2.IMREAD_COLOR)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def make_video(path, codec='libx264', audio='aac', frames=FPS * SECONDS, cut=CUT, seed=0):
+    """A two-shot test video (see the module docstring) at ``path``; ``audio`` None: silent."""
+    rng = np.random.default_rng(seed)
+    shots = _photo('coffee.png'), _photo('rocket.png')
+    with av.open(str(path), 'w') as out:
+        video = out.add_stream(codec, rate=FPS, options={'crf': '10'})  # the noise survives: frames differ
+        video.width, video.height, video.pix_fmt = W, H, 'yuv420p'
+        sound = None
+        if audio:
+            sound = out.add_stream(audio, rate=SAMPLE_RATE)
+            sound.layout = 'mono'
+        for i in range(frames):
+            img = shots[i >= cut].astype(np.float32) + rng.normal(0, 3, (H, W, 3))
+            frame = av.VideoFrame.from_ndarray(np.clip(img, 0, 255).astype(np.uint8), format='bgr24')
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        if sound is not None:
+            _write_sine(out, sound, frames / FPS)
+    return str(path)
+
+
+def _write_sine(out, stream, seconds):
+    t = np.arange(int(SAMPLE_RATE * seconds)) / SAMPLE_RATE
+    signal = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    size = stream.codec_context.frame_size or 1024
+    for k in range(0, len(signal), size):
+        frame = av.AudioFrame.from_ndarray(signal[None, k:k + size], format='fltp', layout='mono')
+        frame.sample_rate, frame.pts = SAMPLE_RATE, k
+        out.mux(stream.encode(frame))
+    out.mux(stream.encode())
+
+
+def probe(path):
+    """``(frames, (w, h), average rate, seconds, frame pts, audio seconds or None)`` of a video file."""
+    with av.open(path) as c:
+        video = c.streams.video[0]
+        pts = [f.pts for f in c.decode(video)]
+        size, rate, seconds = (video.width, video.height), video.average_rate, c.duration / 1e6
+    with av.open(path) as c:
+        if not c.streams.audio:
+            return len(pts), size, rate, seconds, pts, None
+        audio = c.streams.audio[0]
+        packets = [p for p in c.demux(audio) if p.dts is not None]
+        audio_s = float((packets[-1].pts + packets[-1].duration - packets[0].pts) * audio.time_base)
+    return len(pts), size, rate, seconds, pts, audio_s
+
+
+class Recording:
+    """A KDSRUpscaler that records the IDR each frame is upscaled under."""
+
+    def __init__(self, up):
+        self.up, self.scale, self.idrs = up, up.scale, []
+
+    def image_idr(self, img):
+        return self.up.image_idr(img)
+
+    def enhance(self, img, idr=None):
+        self.idrs.append(None if idr is None else idr.detach().clone())
+        return self.up.enhance(img, idr=idr)
+
+
+@pytest.fixture(scope='module')
+def upscaler(tmp_path_factory):
+    torch.set_num_threads(1)
+    path = save_student(tmp_path_factory.mktemp('model') / 'student.pth')
+    return KDSRUpscaler(path, device='cpu', bf16=False)
+
+
+@pytest.fixture(scope='module')
+def clip(tmp_path_factory):
+    return make_video(tmp_path_factory.mktemp('clip') / 'clip.mp4')
+
+
+def _leftovers(folder, stem):
+    return [n for n in os.listdir(folder) if stem in n]
+
+
+def test_frames_size_rate_duration_and_audio_kept(upscaler, clip, tmp_path):
+    out = str(tmp_path / output_name(clip))
+    seen = []
+    result = upscale_video(upscaler, clip, out, progress=lambda done, total: seen.append((done, total)))
+    frames, size, rate, seconds, pts, audio_s = probe(out)
+    in_frames, _, in_rate, in_seconds, in_pts, in_audio_s = probe(clip)
+    assert out.endswith('clip_out.mp4') and result.path == out
+    assert frames == in_frames == result.frames == FPS * SECONDS
+    assert size == (4 * W, 4 * H) == result.size
+    assert rate == in_rate == FPS and result.rate == FPS
+    assert pts == in_pts  # timestamps copied
+    assert seconds == pytest.approx(in_seconds, abs=0.05)
+    assert result.audio == 'copied (aac)'
+    assert audio_s == pytest.approx(in_audio_s, abs=0.03) and audio_s == pytest.approx(SECONDS, abs=0.05)
+    assert seen[0] == (1, frames) and seen[-1] == (frames, frames)
+    assert result.seconds > 0 and set(result.timings) == {'analysis', 'decode', 'upscale', 'encode'}
+    assert _leftovers(tmp_path, '.partial') == []
+
+
+def test_per_shot_idr_is_constant_within_each_shot(upscaler, clip, tmp_path):
+    rec = Recording(upscaler)
+    result = upscale_video(rec, clip, str(tmp_path / 'shots.mp4'))
+    assert result.shots == [0, CUT]  # the cut is found where it is
+    assert len(result.idrs) == 2 and len(rec.idrs) == FPS * SECONDS
+    for i, idr in enumerate(rec.idrs):
+        assert torch.equal(idr, rec.idrs[0] if i < CUT else rec.idrs[CUT])
+        assert torch.equal(idr, result.idrs[result.idr_of(i)])
+    assert not torch.allclose(rec.idrs[0], rec.idrs[CUT])
+
+
+def test_per_frame_gives_each_frame_its_idr_and_per_video_one(upscaler, clip, tmp_path):
+    rec = Recording(upscaler)
+    result = upscale_video(rec, clip, str(tmp_path / 'frames.mkv'), idr_mode='per-frame')
+    assert result.idrs == [] and result.idr_of(3) is None
+    flat = torch.stack([idr.flatten() for idr in rec.idrs])
+    assert len(flat) == FPS * SECONDS and len(torch.unique(flat, dim=0)) == len(flat)  # fresh noise: all differ
+
+    rec = Recording(upscaler)
+    result = upscale_video(rec, clip, str(tmp_path / 'one.mkv'), idr_mode='per-video')
+    assert len(result.idrs) == 1 and all(torch.equal(idr, result.idrs[0]) for idr in rec.idrs)
+    assert result.shots == [0, CUT]  # still found, and reported
+
+
+def test_find_shots():
+    steady = [0.0] + [2.0] * 9 + [40.0] + [2.0] * 9
+    assert find_shots(steady) == [0, 10]
+    assert find_shots([0.0] + [30.0] * 19) == [0]  # fast motion: every difference large, no jump
+    assert find_shots([0.0, 2, 2, 40, 40, 2, 2, 2]) == [0, 3]  # a flash: the cut back is too close
+    assert find_shots([]) == [0] and find_shots([0.0]) == [0]
+
+
+def test_preview_takes_part_of_video_and_audio(upscaler, clip, tmp_path):
+    out = str(tmp_path / 'preview.mp4')
+    result = upscale_video(upscaler, clip, out, start=0.5, duration=1.0)
+    frames, _, rate, seconds, pts, audio_s = probe(out)
+    assert frames == result.frames == FPS and rate == FPS
+    assert result.shots == [0, CUT - FPS // 2]  # counted from the preview's first frame
+    assert pts[0] == 0  # the preview starts at 0
+    assert seconds == pytest.approx(1.0, abs=0.06) and audio_s == pytest.approx(1.0, abs=0.06)
+    assert any('trimmed' in note for note in result.notes)
+
+
+def test_variable_frame_rate_and_start_time_survive(upscaler, tmp_path):
+    src = str(tmp_path / 'vfr.mkv')
+    with av.open(src, 'w') as out:
+        video = out.add_stream('libx264', rate=10)
+        video.width, video.height, video.pix_fmt = W, H, 'yuv420p'
+        video.time_base = video.codec_context.time_base = fractions.Fraction(1, 1000)
+        img = _photo('astronaut.png')
+        for i, t in enumerate([500, 650, 700, 850, 900, 1050, 1100, 1250]):
+            frame = av.VideoFrame.from_ndarray(np.roll(img, i, axis=1), format='bgr24')
+            frame.pts = t
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+    result = upscale_video(upscaler, src, str(tmp_path / 'vfr_out.mkv'))
+    assert result.audio == 'none'
+    assert probe(str(tmp_path / 'vfr_out.mkv'))[4] == probe(src)[4] == [500, 650, 700, 850, 900, 1050, 1100, 1250]
+
+
+def test_audio_reencoded_where_the_container_does_not_take_it(upscaler, clip, tmp_path):
+    out = str(tmp_path / 'clip.webm')  # WebM takes no AAC: Opus
+    result = upscale_video(upscaler, clip, out, start=0, duration=0.5)
+    frames, size, _, _, _, audio_s = probe(out)
+    assert result.audio == 're-encoded (libopus)' and frames == FPS // 2 and size == (4 * W, 4 * H)
+    assert audio_s == pytest.approx(0.5, abs=0.05)
+
+
+@pytest.mark.parametrize('ext', ['mp4', 'mkv'])
+def test_truncated_video_is_refused_and_leaves_no_output(upscaler, tmp_path, ext):
+    whole = make_video(tmp_path / f'whole.{ext}')
+    broken = str(tmp_path / f'broken.{ext}')
+    with open(whole, 'rb') as f:
+        data = f.read()
+    with open(broken, 'wb') as f:
+        f.write(data[:len(data) // 2])
+    out = str(tmp_path / f'broken_out.{ext}')
+    with pytest.raises(ValueError, match='broken') as err:
+        upscale_video(upscaler, broken, out)
+    assert isinstance(err.value, VideoError) and broken in str(err.value) and broken not in err.value.reason
+    assert _leftovers(tmp_path, 'broken_out') == []
+
+
+def test_interrupted_run_leaves_no_file(upscaler, clip, tmp_path):
+    def stop(done, total):
+        if done == 5:
+            raise KeyboardInterrupt
+
+    out = str(tmp_path / 'stopped.mp4')
+    with pytest.raises(KeyboardInterrupt):
+        upscale_video(upscaler, clip, out, progress=stop)
+    assert os.listdir(tmp_path) == []  # neither the final name nor the hidden partial file
+
+
+def test_animated_gif_stays_animated(upscaler, tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    base = _photo('coffee.png', 32, 24)[:, :, ::-1]
+    frames = [Image.fromarray(np.clip(base + rng.normal(0, 4, base.shape), 0, 255).astype(np.uint8))
+              for _ in range(5)]
+    src, durations = str(tmp_path / 'anim.gif'), [100, 200, 100, 150, 100]
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    frames[0].save(str(tmp_path / 'still.gif'))
+    assert is_video_file(src) and not is_video_file(str(tmp_path / 'still.gif'))
+
+    out = str(tmp_path / output_name(src))
+    result = upscale_video(upscaler, src, out)
+    assert out.endswith('anim_out.gif') and result.frames == 5 and result.audio == 'none'
+    with Image.open(out) as im:
+        assert im.n_frames == 5 and im.size == (128, 96)
+        got = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            got.append(im.info['duration'])
+    assert got == durations
+
+
+def test_names_and_options(upscaler, clip, tmp_path, monkeypatch):
+    assert output_name('/a/b/clip.MP4') == 'clip_out.mp4'
+    assert output_name('old.avi', 'x4') == 'old_x4.mkv'
+    assert is_video_name('a.webm') and is_video_name('a.MOV') and not is_video_name('a.png')
+    assert not is_video_name('.a.mp4.partial-1.mp4')
+    with pytest.raises(OptionError, match='idr_mode'):
+        upscale_video(upscaler, clip, str(tmp_path / 'x.mp4'), idr_mode='per-scene')
+    with pytest.raises(OptionError, match='must end in'):
+        upscale_video(upscaler, clip, str(tmp_path / 'x.png'))
+    with pytest.raises(OptionError, match='overwrite'):
+        upscale_video(upscaler, clip, clip)
+    with pytest.raises(VideoError, match='not a video'):
+        (tmp_path / 'text.mp4').write_text('hello')
+        upscale_video(upscaler, str(tmp_path / 'text.mp4'), str(tmp_path / 'y.mp4'))
+    monkeypatch.setitem(sys.modules, 'av', None)
+    with pytest.raises(OptionError, match=r"pip install 'kdsr\[video\]'"):
+        require_av()
