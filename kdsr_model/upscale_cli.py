@@ -27,6 +27,11 @@ The others leave that input alone ("claimed by another process" in the summary).
 abandoned when its process is gone (same host) or when it was not touched for 10 minutes
 (any host); it is then taken over, with a notice. With ``--overwrite``, an output written
 since this run began is another process's work and is not redone.
+
+Videos (mp4, mkv, webm, mov, avi -> mkv) and animated GIFs, alone or in folders beside images,
+are upscaled frame by frame with one degradation estimate (IDR) per shot (``--idr``), audio
+and timestamps kept, into ``<stem>_out.<ext>`` (:mod:`kdsr_model.video`; needs PyAV:
+``pip install 'kdsr[video]'``, else each video fails with that one line and the rest goes on).
 """
 import argparse
 import errno
@@ -44,6 +49,8 @@ from .errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, MissingFileError, Option
 from .io import (EXTS_16BIT, MAX_PIXELS, PNG_GRAY_ALPHA, Claims, claim_path, describe_owner, ensure_writable_folder,
                  first_line, gray_alpha, is_image_name, peek_image, png_header, read_image, remove_stale_claims,
                  remove_stale_partials, write_image_atomic)
+from .video import DEFAULT_CRF, IDR_MODES, is_video_file, is_video_name
+from .video import output_name as video_output_name
 
 
 def epilog():
@@ -85,14 +92,25 @@ def parse_args(argv=None):
     p.add_argument('--overwrite', action='store_true',
                    help='replace outputs that already exist (not those that another process wrote since '
                    'this run began)')
+    p.add_argument('--idr', default='per-shot', choices=IDR_MODES,
+                   help='videos: one degradation estimate per shot (default), per frame, or for the whole video')
+    p.add_argument('--video_codec', default=None,
+                   help='videos: encoder (default: libx264 for mp4/mkv/mov, libvpx-vp9 for webm, gif for gif)')
+    p.add_argument('--crf', type=int, default=DEFAULT_CRF, help=f'videos: constant rate factor (default {DEFAULT_CRF})')
+    p.add_argument('--preset', default=None, help='videos: encoder preset (x264: default medium)')
+    p.add_argument('--start', type=float, default=None, help='videos: start at this second (a quick preview)')
+    p.add_argument('--duration', type=float, default=None, help='videos: only this many seconds')
     p.add_argument('--max_pixels', type=int, default=MAX_PIXELS,
                    help=f'refuse inputs whose header claims more pixels (default {MAX_PIXELS}; 0: no limit)')
     args = p.parse_args(argv)
     for flag, value, low in (('-t/--tile', args.tile, 0), ('--tile_pad', args.tile_pad, 0),
                              ('--pre_pad', args.pre_pad, 0), ('-g/--gpu-id', args.gpu_id, 0),
-                             ('--max_pixels', args.max_pixels, 0)):
+                             ('--max_pixels', args.max_pixels, 0), ('--crf', args.crf, 0),
+                             ('--start', args.start, 0)):
         if value is not None and value < low:
             p.error(f'{flag} {value}: must be {low} or more')
+    if args.duration is not None and not args.duration > 0:
+        p.error(f'--duration {args.duration:g}: must be above 0')
     if args.outscale is not None and not 0 < args.outscale <= 64:
         p.error(f'-s/--outscale {args.outscale:g}: must be above 0 and at most 64')
     return args
@@ -101,7 +119,7 @@ def parse_args(argv=None):
 def list_inputs(path, recursive=True, skip=None):
     """The inputs of ``-i path``, and the subfolders that could not be read, as ``(folder, error)``.
 
-    A file is its own input. A folder gives its images in name order, then (``recursive``) its
+    A file is its own input. A folder gives its images and videos in name order, then (``recursive``) its
     subfolders' depth first. Hidden files and folders are not inputs; not walked either:
     temporary folders (a name with '.partial'), the folder ``skip`` (the output folder, by real
     path) and what lies inside it, and symlinked folders that lead back inside ``path`` (their
@@ -131,7 +149,7 @@ def list_inputs(path, recursive=True, skip=None):
                 continue
             if os.path.isdir(full):
                 subfolders.append(full)
-            elif is_image_name(name) and os.path.isfile(full):
+            elif (is_image_name(name) or is_video_name(name)) and os.path.isfile(full):
                 files.append(full)
         for sub in subfolders if recursive else ():
             if walkable(sub, root, skip, seen):
@@ -262,8 +280,12 @@ def upscale_file(path, stem, folder, job):
     decided before decoding and before any claim) or 'claimed' (another process works on it, or
     wrote it during this run). ValueError, OSError or cv2.error for an unusable input."""
     args = job.args
-    info = peek_image(path)
-    out_path = os.path.join(folder, f'{stem}.{output_ext(args.ext, path, info and info.has_alpha, False)}')
+    video = is_video_file(path)
+    info = None if video else peek_image(path)
+    if video:
+        out_path = os.path.join(folder, stem + os.path.splitext(video_output_name(path))[1])
+    else:
+        out_path = os.path.join(folder, f'{stem}.{output_ext(args.ext, path, info and info.has_alpha, False)}')
     if os.path.realpath(out_path) in job.inputs:
         raise ValueError(f'output {out_path} would overwrite an input; use another -o or --suffix')
     if os.path.exists(out_path) and not args.overwrite:
@@ -275,7 +297,7 @@ def upscale_file(path, stem, folder, job):
     if owner is not None:
         job.note(f'kdsr-upscale: {path}: took over the abandoned claim of {describe_owner(owner)}')
     try:
-        return upscale_claimed(path, out_path, info, job)
+        return upscale_video_claimed(path, out_path, job) if video else upscale_claimed(path, out_path, info, job)
     finally:
         job.claims.release(claim)
         remove_empty_folders(folder, args.output)
@@ -307,6 +329,30 @@ def upscale_claimed(path, out_path, info, job):
     if has_alpha and out_path.endswith('.png') and (png_header(path) or (None,))[0] == PNG_GRAY_ALPHA:
         out = gray_alpha(out)  # OpenCV read the gray + alpha PNG as BGRA
     write_image_atomic(out_path, out)
+    return 'written'
+
+
+def upscale_video_claimed(path, out_path, job):
+    """A video's (or animated GIF's) work once it is claimed: :func:`kdsr_model.video.upscale_video`
+    with the video flags, a frame progress bar, and its notes printed."""
+    from tqdm import tqdm
+
+    from .video import upscale_video
+    done = finished(out_path, job)
+    if done:
+        return done
+    args = job.args
+    with tqdm(desc=os.path.basename(path), unit='frame', leave=False, disable=None) as bar:
+
+        def progress(frames, total):
+            bar.total = total
+            bar.update(frames - bar.n)
+
+        result = upscale_video(job.upscaler, path, out_path, idr_mode=args.idr, video_codec=args.video_codec,
+                               crf=args.crf, preset=args.preset, start=args.start, duration=args.duration,
+                               progress=progress)
+    for line in result.notes:
+        job.note(f'kdsr-upscale: {path}: {line}')
     return 'written'
 
 
@@ -358,8 +404,8 @@ def main(argv=None):
         for path, stem, folder in bar:
             try:
                 counts[upscale_file(path, stem, folder, job)] += 1
-            except (ValueError, OSError, cv2.error) as err:
-                note(f'kdsr-upscale: failed {path}: {first_line(err)}')
+            except (ValueError, OSError, cv2.error, OptionError) as err:  # OptionError: PyAV missing for a video
+                note(f'kdsr-upscale: failed {path}: {getattr(err, "reason", None) or first_line(err)}')
                 failed.append(path)
                 if isinstance(err, OSError) and err.errno == errno.ENOSPC:
                     note(f'kdsr-upscale: {args.output}: no space left on the device; stopping')

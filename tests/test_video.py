@@ -261,3 +261,29 @@ def test_names_and_options(upscaler, clip, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'av', None)
     with pytest.raises(OptionError, match=r"pip install 'kdsr\[video\]'"):
         require_av()
+
+
+def test_kdsr_upscale_does_videos_beside_images(tmp_path):
+    from conftest import run_tool
+    folder = tmp_path / 'in'
+    (folder / 'sub').mkdir(parents=True)
+    make_video(folder / 'clip.mp4')
+    whole = make_video(tmp_path / 'whole.mkv')
+    with open(whole, 'rb') as f:
+        data = f.read()
+    (folder / 'sub' / 'broken.mkv').write_bytes(data[:len(data) // 2])
+    cv2.imwrite(str(folder / 'photo.png'), _photo('astronaut.png'))
+    model = save_student(tmp_path / 'm.pth')
+    out = tmp_path / 'out'
+    proc = run_tool('kdsr-upscale', '-i', folder, '-o', out, '-m', model, '--idr', 'per-shot', check=1)
+    assert '2 written' in proc.stdout and '1 failed' in proc.stdout
+    failed = [ln for ln in proc.stderr.splitlines() if 'failed' in ln]
+    assert len(failed) == 1 and failed[0].count('broken.mkv') == 1  # named once, the rest went on
+    frames, size, rate, _, _, audio_s = probe(str(out / 'clip_out.mp4'))
+    assert frames == FPS * SECONDS and size == (4 * W, 4 * H) and rate == FPS and audio_s == pytest.approx(2, abs=0.1)
+    assert cv2.imread(str(out / 'photo_out.png')).shape == (4 * H, 4 * W, 3)
+    assert sorted(os.listdir(out)) == ['clip_out.mp4', 'photo_out.png']  # no partial, claim or empty folder
+    again = run_tool('kdsr-upscale', '-i', folder, '-o', out, '-m', model, check=1)
+    assert '0 written, 2 skipped' in again.stdout
+    bad = run_tool('kdsr-upscale', '-i', folder, '-o', out, '-m', model, '--duration', '0', check=2)
+    assert bad.stderr.strip().splitlines()[-1].startswith('kdsr-upscale: error: --duration 0')
