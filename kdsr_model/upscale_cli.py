@@ -46,9 +46,9 @@ import cv2
 import numpy as np
 
 from .errors import EXIT_INTERRUPTED, EXIT_SOME_FAILED, MissingFileError, OptionError, tool
-from .io import (EXTS_16BIT, MAX_PIXELS, PNG_GRAY_ALPHA, Claims, claim_path, describe_owner, ensure_writable_folder,
-                 first_line, gray_alpha, is_image_name, peek_image, png_header, read_image, remove_stale_claims,
-                 remove_stale_partials, write_image_atomic)
+from .claims import Claims, claim_path, describe_owner, remove_stale_claims
+from .io import (EXTS_16BIT, MAX_PIXELS, PNG_GRAY_ALPHA, ensure_writable_folder, first_line, gray_alpha, is_image_name,
+                 peek_image, png_header, read_image, remove_stale_partials, write_image_atomic)
 from .video import DEFAULT_CRF, IDR_MODES, is_video_file, is_video_name
 from .video import output_name as video_output_name
 

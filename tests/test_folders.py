@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import BIN, save_student
-from kdsr_model import io
+from kdsr_model import claims, io
 
 
 class Run:
@@ -233,23 +233,23 @@ def test_claims_of_live_and_dead_processes(tmp_path, model, upscale, live_pid):
 
 def test_taking_over_an_abandoned_claim_is_atomic(tmp_path, live_pid):
     path = _claim(tmp_path / '.x_out.claim', pid=_dead_pid())
-    claims = io.Claims()
-    held, owner = claims.take(str(path))
+    taker = claims.Claims()
+    held, owner = taker.take(str(path))
     assert held and owner['token'] == 'theirs'
     mine = json.loads(path.read_text())
     assert mine['pid'] == os.getpid() and mine['host'] == io.HOST and mine['token'] != 'theirs'
-    assert claims.take(str(tmp_path / '.y_out.claim')) == (True, None)
-    claims.close()
+    assert taker.take(str(tmp_path / '.y_out.claim')) == (True, None)
+    taker.close()
     assert sorted(os.listdir(tmp_path)) == []
     # a live claim is left alone
     _claim(path, pid=live_pid)
-    assert io.Claims().take(str(path)) == (False, json.loads(path.read_text()))
+    assert claims.Claims().take(str(path)) == (False, json.loads(path.read_text()))
     # judged abandoned, then replaced by a fresh claim of a faster process: that one stays
     _claim(path, pid=_dead_pid())
-    identity, _ = io._claim_record(str(path))
+    identity, _ = claims._claim_record(str(path))
     os.remove(path)
     fresh = _claim(path, pid=live_pid, token='fresh').read_text()
-    assert not io._remove_if(str(path), lambda i, _: i == identity)
+    assert not claims._remove_if(str(path), lambda i, _: i == identity)
     assert path.read_text() == fresh and os.listdir(tmp_path) == ['.x_out.claim']
 
 
