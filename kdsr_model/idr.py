@@ -17,6 +17,8 @@ The swap test asks whether the generator uses the IDR: each photo's first crop a
 lowest and highest level is upscaled with its own IDR and with the other level's, and
 ``idr.json`` gets ``swap``: the mean absolute change of the output (0-255) and the PSNR against
 the HR with the own and the swapped IDR (an IDR that is used well scores higher as its own).
+``spread`` compares how far the IDR moves across the levels of one crop with how far it moves
+across crops: a collapsed IDR (one constant vector) has a ratio near 0.
 Needs the ``idr`` extra (scikit-learn, matplotlib).
 """
 import argparse
@@ -115,6 +117,17 @@ def extract_idrs(net, is_teacher, crops, sweep, values, scale, seed=0, device='c
     return np.stack(feats), np.array(levels), np.array(vals)
 
 
+def spread(feats, levels):
+    """How much the IDR moves with the degradation against how much it moves with the content:
+    the mean (over IDR channels) std across the levels of one crop, the mean std across crops
+    at one level, and their ratio. A collapsed IDR (a constant the generator uses as a bias)
+    has a ratio near 0 whatever a standardised classifier may still find in it."""
+    f = np.asarray(feats, dtype=np.float64).reshape(-1, levels, feats.shape[-1])  # crops, levels, C
+    across_levels, across_crops = float(f.std(1).mean()), float(f.std(0).mean())
+    return {'across_levels': across_levels, 'across_crops': across_crops,
+            'ratio': across_levels / across_crops if across_crops > 0 else float('inf')}
+
+
 def _psnr(a, b):
     return float(10 * torch.log10(1 / ((a - b)**2).mean().clamp_min(1e-12)))
 
@@ -209,6 +222,7 @@ def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0
     hr_crops, photos = read_crops(hr_dir, crops, size, seed, on_skip)
     feats, lv, vals = extract_idrs(net, spec.is_teacher, hr_crops, sweep, values, spec.scale, seed, device, progress)
     scores = separability(feats, lv, vals, seed, groups=np.repeat(photos, len(values)))
+    scores['spread'] = spread(feats, len(values))
     scores['swap'] = swap_effect(net, spec.is_teacher, hr_crops, photos, sweep, values, spec.scale, seed, device)
     os.makedirs(out_dir, exist_ok=True)
     label = {'iso': 'blur sigma', 'aniso': 'lambda1 (lambda2 = lambda1 / 2)', 'noise': 'noise std (0-255)'}[sweep]
@@ -241,6 +255,9 @@ def main(argv=None):
     print(f'| model | sweep | samples | 5-NN accuracy (chance) | linear R^2 |\n|---|---|---|---|---|\n'
           f'| {os.path.basename(args.model)} | {args.sweep} | {result["samples"]} | '
           f'{result["knn_accuracy"]:.3f} ({result["chance"]:.3f}) | {result["linear_r2"]:.3f} |')
+    sp = result['spread']
+    print(f'IDR spread: {sp["across_levels"]:.3g} across degradation levels, {sp["across_crops"]:.3g} across '
+          f'crops (ratio {sp["ratio"]:.3g}; near 0: the IDR ignores the degradation)')
     swap = result['swap']
     print(f'IDR swap ({swap["pairs"]} upscales, lowest <-> highest level): output changes by '
           f'{swap["mean_abs_change"]:.2f}/255 on average; PSNR with its own IDR {swap["psnr_own"]:.2f} dB, '

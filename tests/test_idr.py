@@ -65,6 +65,15 @@ def test_swap_effect_is_zero_for_a_generator_that_ignores_the_idr(photos):
     assert blind['mean_abs_change'] == 0 and blind['psnr_own'] == blind['psnr_swapped']
 
 
+def test_spread_tells_a_degradation_code_from_a_content_code():
+    from kdsr_model.idr import spread
+    rng = np.random.default_rng(0)
+    crops, levels = rng.normal(size=(6, 1, 8)), rng.normal(size=(1, 4, 8))
+    degradation = np.broadcast_to(levels + 0.01 * crops, (6, 4, 8)).reshape(24, 8)  # moves with the level
+    content = np.broadcast_to(crops + 0.01 * levels, (6, 4, 8)).reshape(24, 8)  # moves with the crop
+    assert spread(degradation, 4)['ratio'] > 10 and spread(content, 4)['ratio'] < 0.1
+
+
 @pytest.fixture(scope='module')
 def idr_inputs(tmp_path_factory, photos):
     root = tmp_path_factory.mktemp('idr')
@@ -102,6 +111,9 @@ def test_kdsr_idr_writes_a_tsne_png_and_a_score(idr_inputs, kind, sweep):
     assert result['samples'] == 2 * 3 * 4 and result['teacher'] == (kind == 'teacher') and result['sweep'] == sweep
     assert 0 <= result['knn_accuracy'] <= 1 and result['chance'] == 0.25 and np.isfinite(result['linear_r2'])
     assert f"{result['knn_accuracy']:.3f}" in proc.stdout
+    sp = result['spread']
+    assert sp['across_levels'] > 0 and sp['across_crops'] > 0 and 'IDR spread' in proc.stdout
+    assert sp['ratio'] == pytest.approx(sp['across_levels'] / sp['across_crops'])
     swap = result['swap']  # 2 photos x (lowest, highest level)
     assert swap['pairs'] == 4 and swap['mean_abs_change'] > 0 and 'IDR swap (4 upscales' in proc.stdout
     data = np.load(out / 'idr.npz')
