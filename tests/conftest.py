@@ -85,3 +85,30 @@ def error_lines(proc):
     return [line for line in proc.stderr.splitlines()
             if line.strip() and 'it/s]' not in line and 'img/s]' not in line and not line.startswith(
                 ('Premature end of JPEG', 'Corrupt JPEG', 'libpng'))]
+
+
+class Run:
+    """A finished in-process run of a tool's ``main`` (the console script's code)."""
+
+    def __init__(self, returncode, stdout, stderr):
+        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
+
+
+@pytest.fixture
+def upscale(capsys):
+    """``upscale(*args, check=None)``: kdsr-upscale's ``main`` in this process, argparse exits
+    included; ``check``: the exit status it must give."""
+    from kdsr_model.upscale_cli import main
+
+    def run(*args, check=None):
+        capsys.readouterr()
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as err:  # argparse
+            code = err.code
+        out, err = capsys.readouterr()
+        if check is not None:
+            assert code == check, f'exit {code}:\n{out}\n{err}'
+        return Run(code, out, err)
+
+    return run

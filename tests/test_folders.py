@@ -17,27 +17,6 @@ from conftest import BIN, save_student
 from kdsr_model import claims, io
 
 
-class Run:
-    """A finished in-process run of kdsr-upscale's main (the console script's code)."""
-
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def upscale(capsys):
-    from kdsr_model.upscale_cli import main
-
-    def run(*args, check=None):
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        out, err = capsys.readouterr()
-        assert code == check, f'exit {code}:\n{out}\n{err}'
-        return Run(code, out, err)
-
-    return run
-
-
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
     return save_student(tmp_path_factory.mktemp('m') / 'm.pth')

@@ -13,31 +13,6 @@ from conftest import SAMPLE_PHOTOS, error_lines, run_tool, save_student
 
 
 
-class Run:
-    """A finished in-process run of kdsr-upscale's main (same code as the console script)."""
-
-    def __init__(self, returncode, stdout, stderr):
-        self.returncode, self.stdout, self.stderr = returncode, stdout, stderr
-
-
-@pytest.fixture
-def upscale(capsys):
-    from kdsr_model.upscale_cli import main
-
-    def run(*args, check=None):
-        capsys.readouterr()
-        try:
-            code = main([str(a) for a in args])
-        except SystemExit as err:  # argparse
-            code = err.code
-        out, err = capsys.readouterr()
-        if check is not None:
-            assert code == check, f'exit {code}:\n{out}\n{err}'
-        return Run(code, out, err)
-
-    return run
-
-
 @pytest.fixture(scope='module')
 def model(tmp_path_factory):
     return save_student(tmp_path_factory.mktemp('m') / 'small.pth')
