@@ -13,6 +13,7 @@ sys.path.insert(0, HERE)  # reference_kdsr.py and helpers live beside the tests
 # test session's own, inherited by the tools the tests run, never in the user's ~/.cache
 os.environ['KDSR_CACHE_DIR'] = tempfile.mkdtemp(prefix='kdsr-test-cache-')
 
+REPO = os.path.dirname(HERE)
 SAMPLES = os.path.join(HERE, '..', 'datasets', 'samples')
 # The repository's own photos (datasets/samples, licences in its README): the tests read nothing outside the clone.
 SAMPLE_PHOTOS = [os.path.join(SAMPLES, 'train', name) for name in ('astronaut.png', 'coffee.png', 'rocket.png')]
@@ -112,3 +113,28 @@ def upscale(capsys):
         return Run(code, out, err)
 
     return run
+
+
+def run_py(code=None, args=(), cwd=None, env=None, check=True):
+    """Run a fresh interpreter outside the source tree, so the installed package is used."""
+    import subprocess
+    full_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'KDSR_NO_AUTOLOAD')}
+    full_env.update(env or {})
+    cmd = [sys.executable] + (['-c', code] if code is not None else []) + list(args)
+    proc = subprocess.run(cmd, cwd=cwd or os.path.expanduser('~'), env=full_env, capture_output=True, text=True,
+                          timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
+    return proc
+
+
+def stock_basicsr_clone(tmp_path):
+    """A directory laid out like a BasicSR clone: ``basicsr/test.py`` is BasicSR's own file, unedited."""
+    import shutil
+
+    import basicsr
+    clone = tmp_path / 'BasicSR'
+    (clone / 'basicsr').mkdir(parents=True)
+    for script in ('train.py', 'test.py'):
+        shutil.copy(os.path.join(os.path.dirname(basicsr.__file__), script), clone / 'basicsr' / script)
+    return clone

@@ -81,7 +81,7 @@ def test_testset_is_byte_stable_and_sized(tmp_path, photos, protocol, scale, cou
 
     import cv2
 
-    from test_plugin import BIN
+    from conftest import BIN
     hr = tmp_path / 'hr'
     hr.mkdir()
     img = cv2.imread(os.path.join(photos, 'val', PHOTO))

@@ -13,7 +13,7 @@ from basicsr.utils.options import ordered_yaml
 
 from kdsr_arch import BlindSR_ST
 from kdsr_model.classic_degrade import ClassicDegrader
-from test_plugin import BIN, REPO
+from conftest import BIN, REPO
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')
 G8 = os.path.join(SAMPLES, 'val_gaussian8_x4')

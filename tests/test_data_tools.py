@@ -11,7 +11,7 @@ from kdsr_model.degrade import make_test_set
 from kdsr_model.errors import OptionError
 from kdsr_model.prepare_data import crop_positions, prepare
 from conftest import PHOTO
-from test_plugin import BIN, REPO
+from conftest import BIN, REPO
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')
 

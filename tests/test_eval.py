@@ -16,7 +16,7 @@ from basicsr.utils.matlab_functions import imresize
 from kdsr_arch import BlindSR_ST, BlindSR_TA
 from kdsr_model.evaluate import evaluate, format_tables, image_metrics, load_lpips, main
 from kdsr_model.testset import make_testset
-from test_plugin import BIN
+from conftest import BIN
 
 SMALL = dict(n_feats=16, n_encoder_res=1, scale=4, n_sr_blocks=2)
 OFFSET = 10  # the paired GT is the bicubic upsampling of its LR plus this many grey levels

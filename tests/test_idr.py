@@ -10,7 +10,7 @@ import torch
 
 from kdsr_arch import BlindSR_ST, BlindSR_TA
 from kdsr_model.idr import separability, swap_effect, sweep_values
-from test_plugin import BIN
+from conftest import BIN
 
 
 def test_separability_scores_degradation_clusters_high_and_content_clusters_low():

@@ -14,7 +14,7 @@ from kdsr_model.data.bands import BANDS, band_params, centre_crop, degrade_band
 from kdsr_model.data.mixture import BRANCHES, MixtureDegrader
 from kdsr_model.errors import OptionError
 from conftest import PHOTO, SAMPLE_PHOTOS
-from test_plugin import BIN
+from conftest import BIN
 from test_training import _batch, _in_process, _options, _psnrs, _train, prepared  # noqa: F401 (fixture)
 
 

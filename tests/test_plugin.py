@@ -9,22 +9,10 @@ import pytest
 import torch
 import yaml
 
+from conftest import BIN, REPO, run_py, stock_basicsr_clone
 from kdsr_arch import BlindSR_ST
 
-BIN = os.path.dirname(sys.executable)
 SMALL = dict(n_feats=8, n_encoder_res=2, n_sr_blocks=3)
-
-
-def run_py(code=None, args=(), cwd=None, env=None, check=True):
-    """Run a fresh interpreter outside the source tree, so the installed package is used."""
-    full_env = {k: v for k, v in os.environ.items() if k not in ('PYTHONPATH', 'KDSR_NO_AUTOLOAD')}
-    full_env.update(env or {})
-    cmd = [sys.executable] + (['-c', code] if code is not None else []) + list(args)
-    proc = subprocess.run(cmd, cwd=cwd or os.path.expanduser('~'), env=full_env, capture_output=True, text=True,
-                          timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f'{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}')
-    return proc
 
 
 REGISTRIES = ("from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY\n"
@@ -105,19 +93,9 @@ def _test_options(tmp_path, paired_set, name):
     return path
 
 
-def _stock_basicsr_clone(tmp_path):
-    """A directory laid out like a BasicSR clone: ``basicsr/test.py`` is BasicSR's own file, unedited."""
-    import basicsr
-    clone = tmp_path / 'BasicSR'
-    (clone / 'basicsr').mkdir(parents=True)
-    for script in ('train.py', 'test.py'):
-        shutil.copy(os.path.join(os.path.dirname(basicsr.__file__), script), clone / 'basicsr' / script)
-    return clone
-
-
 def test_stock_basicsr_test_script_runs_a_kdsr_model(tmp_path, paired_set):
     """``python basicsr/test.py -opt X.yml`` (BasicSR's file) builds BlindSR_ST from its registry."""
-    clone = _stock_basicsr_clone(tmp_path)
+    clone = stock_basicsr_clone(tmp_path)
     opt = _test_options(tmp_path, paired_set, 'stock_test')
     proc = run_py(args=['basicsr/test.py', '-opt', str(opt)], cwd=clone)
     log = proc.stdout + proc.stderr
@@ -131,7 +109,7 @@ def test_stock_basicsr_test_script_runs_a_kdsr_model(tmp_path, paired_set):
 
 def test_stock_basicsr_fails_without_the_plugin(tmp_path, paired_set):
     """The test above passes because of the plugin, not by accident."""
-    clone = _stock_basicsr_clone(tmp_path)
+    clone = stock_basicsr_clone(tmp_path)
     opt = _test_options(tmp_path, paired_set, 'stock_test_off')
     proc = run_py(args=['basicsr/test.py', '-opt', str(opt)], cwd=clone, env={'KDSR_NO_AUTOLOAD': '1'}, check=False)
     assert proc.returncode != 0 and "No object named 'BlindSR_ST'" in proc.stderr
@@ -164,7 +142,6 @@ def test_entry_points_take_every_basicsr_flag(entry):
         assert flag in out, flag
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize('hook', ['build_wheel', 'build_editable'])
@@ -233,7 +210,7 @@ def test_every_shipped_test_options_file_runs_through_the_test_pipeline(tmp_path
                               text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     else:
-        work = _stock_basicsr_clone(tmp_path)
+        work = stock_basicsr_clone(tmp_path)
         proc = run_py(args=['basicsr/test.py', '-opt', str(path)], cwd=work)
     log = proc.stdout + proc.stderr
     assert f"Network [{opt['network_g']['type']}] is created." in log

@@ -17,7 +17,7 @@ from torch.utils.data import default_collate
 from kdsr_arch import BlindSR_TA, load_state_dict_file
 from kdsr_model.errors import MissingFileError, OptionError
 from conftest import free_port
-from test_plugin import BIN, REPO, _stock_basicsr_clone, run_py
+from conftest import BIN, REPO, run_py, stock_basicsr_clone
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -86,7 +86,7 @@ def _psnrs(log):
 def teacher_run(tmp_path_factory, prepared):
     """The tiny teacher stage, run through BasicSR's own unedited ``basicsr/train.py``."""
     tmp_path = tmp_path_factory.mktemp('teacher')
-    clone = _stock_basicsr_clone(tmp_path)
+    clone = stock_basicsr_clone(tmp_path)
     opt_file, name = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared)
     proc = run_py(args=['basicsr/train.py', '-opt', str(opt_file)], cwd=clone)
     return clone / 'experiments' / name, proc.stdout + proc.stderr

@@ -13,7 +13,7 @@ import torch
 from kdsr_arch import BlindSR_ST, BlindSR_TA
 from kdsr_model.upscaler import KDSRUpscaler, receptive_radius
 from conftest import PHOTO, SAMPLE_PHOTOS, free_port
-from test_plugin import BIN
+from conftest import BIN
 
 SMALL = dict(n_feats=8, n_encoder_res=2, n_sr_blocks=3)
 
