@@ -79,13 +79,8 @@ def psnr(a, b):
 
 
 def describe(device):
-    import platform
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            cpu = next(ln.split(':', 1)[1].strip() for ln in f if ln.startswith('model name'))
-    except (OSError, StopIteration):
-        pass
+    from kdsr_model.cpu_precision import cpu_model
+    cpu = cpu_model()
     gpu = f' ({torch.cuda.get_device_name(device)})' if device.type == 'cuda' else ''
     return f'{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}, device {device}{gpu}'
 

@@ -10,7 +10,6 @@ file. bf16 is worth it only where the CPU computes bfloat16 natively (AVX512-BF1
 """
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from torch.utils.data import DataLoader, RandomSampler
 import kdsr_arch  # noqa: F401  (registers the nets)
 import kdsr_model  # noqa: F401  (registers the models)
 from kdsr_arch import BlindSR_TA
-from kdsr_model.upscaler import native_bf16
+from kdsr_model.cpu_precision import cpu_model, native_bf16
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -79,7 +78,7 @@ def main():
         subprocess.run([prepare, '--hr', os.path.join(REPO, 'datasets', 'samples', 'train'), '--out',
                         os.path.join(work, 'prepared'), '--crop-size', '400', '--step', '200'], check=True,
                        capture_output=True)
-        print(f'# {os.path.relpath(args.opt, REPO)}: {platform.processor() or platform.machine()}, '
+        print(f'# {os.path.relpath(args.opt, REPO)}: {cpu_model()}, '
               f'{torch.get_num_threads()} threads, native bf16: {native_bf16()}, torch {torch.__version__}\n')
         print('| precision | synthesis s/iter | net step s/iter | total s/iter | synthesis share |')
         print('|---|---|---|---|---|')

@@ -24,7 +24,9 @@ from torch.nn import functional as F
 
 from kdsr_arch.checkpoint import load_kdsr
 
-from .cpu_precision import choose_bf16, native_bf16  # noqa: F401  (native_bf16: public here before)
+from .cpu_precision import SIDE as TIMING_SIDE
+from .cpu_precision import choose_bf16
+from .cpu_precision import native_bf16  # noqa: F401  (public here before)
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights', 'kdsr_default_x4.pth')
 IDR_MAX_PIXELS = 1024 * 1024  # the encoder sees at most this many LR pixels (area-downscaled beyond)
@@ -227,13 +229,12 @@ class KDSRUpscaler:
     def _timing_run(self):
         """``run(bf16)``: the generator once on a fixed input in the given precision, for
         :func:`kdsr_model.cpu_precision.choose_bf16`."""
-        from .cpu_precision import SIDE
         fixed = {}  # made at the first call: nothing runs when the verdict is cached
 
         @torch.inference_mode()
         def run(bf16):
             if not fixed:
-                fixed['lq'] = torch.rand(1, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(0))
+                fixed['lq'] = torch.rand(1, 3, TIMING_SIDE, TIMING_SIDE, generator=torch.Generator().manual_seed(0))
                 fixed['idr'] = self.idr(fixed['lq'], tile=0)
             self._run(fixed['lq'], fixed['idr'], bf16)
 
