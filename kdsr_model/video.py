@@ -148,18 +148,8 @@ def require_av():
 # ----------------------------------------------------------------- shots
 
 
-def thumbnail(img, width=THUMB_WIDTH):
-    """A small float32 grayscale copy of a BGR (or gray) uint8 image, ``width`` pixels wide
-    (area-averaged, which also averages out most of the noise)."""
-    gray = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
-    h, w = gray.shape
-    width = min(width, w)
-    height = max(1, round(h * width / w))
-    return cv2.resize(gray, (width, height), interpolation=cv2.INTER_AREA).astype(np.float32)
-
-
 def frame_difference(a, b):
-    """Mean absolute difference (0-255) of two thumbnails of :func:`thumbnail`."""
+    """Mean absolute difference (0-255) of two thumbnails of :func:`_frame_thumbnail`."""
     return float(np.abs(a - b).mean())
 
 
@@ -407,7 +397,8 @@ def scan_video(path, start=None, duration=None, thumb_width=THUMB_WIDTH, **cut_o
 
 
 def _frame_thumbnail(frame, width):
-    """:func:`thumbnail` of a decoded frame, made by FFmpeg from its luma (no full-size BGR copy)."""
+    """A float32 grayscale copy of a decoded frame, ``width`` pixels wide, area-averaged (which also
+    averages out most of the noise), made by FFmpeg from its luma (no full-size BGR copy)."""
     w = min(width, frame.width)
     h = max(1, round(frame.height * w / frame.width))
     return frame.reformat(width=w, height=h, format='gray', interpolation='AREA').to_ndarray().astype(np.float32)
