@@ -52,3 +52,64 @@ class KDLoss(nn.Module):
             raise ValueError(f'KDLoss: {len(t_list)} teacher IDRs but {len(s_list)} student IDRs.')
         loss = sum((self._pair(t, s) for t, s in zip(t_list, s_list)), torch.zeros((), device=s_list[0].device))
         return self.loss_weight * loss
+
+
+def _log_energy(x):
+    return torch.log10(x.pow(2).mean(dim=(1, 2, 3)) + 1e-7)
+
+
+def _high_pass(x):
+    return x - F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+
+
+def degradation_stats(lq, gt):
+    """How each LQ departs from the antialiased bicubic downscale of its GT: (B, 4) log10 energies.
+
+    ``[residual, fine residual, fine-detail gain, mid-detail gain]``: the energy of LQ - ref,
+    of its 3x3 high-pass, and the log ratios of LQ's to ref's high-pass energy at full and half
+    resolution (blur lowers both gains, noise raises the fine one). Computed in fp32; any
+    branch of the degradation mixture gets them from the pair alone.
+    """
+    lq, gt = lq.detach().float(), gt.detach().float()
+    ref = F.interpolate(gt, size=lq.shape[-2:], mode='bicubic', antialias=True, align_corners=False)
+    residual = lq - ref
+    half_lq, half_ref = F.avg_pool2d(lq, 2), F.avg_pool2d(ref, 2)
+    return torch.stack([
+        _log_energy(residual),
+        _log_energy(_high_pass(residual)),
+        _log_energy(_high_pass(lq)) - _log_energy(_high_pass(ref)),
+        _log_energy(_high_pass(half_lq)) - _log_energy(_high_pass(half_ref)),
+    ], dim=1)
+
+
+# degradation_stats over the default mixture span about these ranges; mapped to about [0, 1]
+_STATS_LOW = (-6.0, -6.0, -1.5, -1.0)
+_STATS_SPAN = (4.5, 4.5, 3.0, 2.0)
+
+
+@LOSS_REGISTRY.register()
+class IDRProbeLoss(nn.Module):
+    """Auxiliary loss that makes the IDR carry the degradation (not in the paper; off unless set).
+
+    Trained on the authors' recipe for a few thousand iterations, the teacher's IDR stays a
+    near-constant that tracks image content, not degradation (docs/MODEL.md). This loss asks the
+    first four entries of D' to read out :func:`degradation_stats` of the training pair (scaled
+    to about [0, 1]) under a mean squared error, so the IDR has to see the degradation; the
+    student learns it through the KD loss (or directly, when it carries this loss too). No
+    parameters: nothing but the net is saved or resumed.
+
+    Args:
+        loss_weight (float): Loss weight. Default: 0.1.
+    """
+
+    def __init__(self, loss_weight=0.1):
+        super().__init__()
+        self.loss_weight = loss_weight
+        self.register_buffer('low', torch.tensor(_STATS_LOW), persistent=False)
+        self.register_buffer('span', torch.tensor(_STATS_SPAN), persistent=False)
+
+    def forward(self, idr_prime, lq, gt):
+        """``idr_prime``: (B, 4C) or the nets' list of it; ``lq``, ``gt``: the training pair."""
+        idr = idr_prime[0] if isinstance(idr_prime, (list, tuple)) else idr_prime
+        target = (degradation_stats(lq, gt) - self.low) / self.span
+        return self.loss_weight * F.mse_loss(idr[:, :target.shape[1]].float(), target)

@@ -1,10 +1,12 @@
 import math
+import os
 
 import pytest
 import torch
 from basicsr.losses import build_loss
 
-from kdsr_model.losses import KDLoss
+from kdsr_model.losses import IDRProbeLoss, KDLoss, degradation_stats
+from conftest import REPO
 
 
 def _idrs(seed=0, b=4, d=32):
@@ -57,3 +59,44 @@ def test_bad_options_are_clear_errors():
         KDLoss(criterion='cosine')
     with pytest.raises(ValueError, match='temperature'):
         KDLoss(temperature=0)
+
+
+def _photo_pair(name='coffee.png', size=128):
+    import cv2
+    img = cv2.imread(os.path.join(REPO, 'datasets', 'samples', 'train', name))[:size, :size, ::-1] / 255.0
+    return torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float()
+
+
+def test_degradation_stats_tell_clean_blur_and_noise_apart():
+    from torch.nn import functional as F
+    gt = _photo_pair()
+    clean = F.interpolate(gt, scale_factor=0.25, mode='bicubic', antialias=True)
+    k = torch.exp(-torch.arange(-6, 7.)**2 / (2 * 2.5**2))
+    k = (k[:, None] * k[None]) / k.sum()**2
+    blurred = F.conv2d(F.pad(gt, (6, 6, 6, 6), mode='reflect'), k.expand(3, 1, 13, 13), groups=3)
+    blurry = F.interpolate(blurred, scale_factor=0.25, mode='bicubic', antialias=True)
+    noisy = clean + torch.randn(clean.shape, generator=torch.Generator().manual_seed(0)) * 10 / 255
+    s = {name: degradation_stats(lq, gt)[0] for name, lq in (('clean', clean), ('blur', blurry), ('noise', noisy))}
+    assert s['clean'][0] < -6 and s['blur'][0] > s['clean'][0] + 2 and s['noise'][0] > s['clean'][0] + 2
+    assert abs(s['clean'][2]) < 0.05 and abs(s['clean'][3]) < 0.05  # no detail gained or lost
+    assert s['blur'][2] < -0.3 and s['blur'][3] < -0.1  # blur removes fine and mid detail
+    assert s['noise'][2] > 0.3 and s['noise'][1] > s['blur'][1]  # noise adds fine detail
+
+
+def test_idr_probe_loss_reads_the_first_four_entries_and_is_built_from_options():
+    gt = _photo_pair(size=64)
+    lq = torch.nn.functional.avg_pool2d(gt, 4)
+    loss = build_loss({'type': 'IDRProbeLoss', 'loss_weight': 0.5})
+    assert isinstance(loss, IDRProbeLoss) and loss.loss_weight == 0.5
+    target = (degradation_stats(lq, gt) - loss.low) / loss.span
+    idr = torch.rand(1, 16)
+    idr[:, :4] = target
+    idr.requires_grad_(True)
+    assert loss([idr], lq, gt).item() == pytest.approx(0, abs=1e-10)
+    off = idr.detach().clone()
+    off[:, 0] += 1
+    off.requires_grad_(True)
+    value = loss(off, lq, gt)
+    assert value.item() == pytest.approx(0.5 * 1 / 4, rel=1e-5)  # MSE over 4 entries, weighted
+    value.backward()
+    assert off.grad[:, 0].abs().item() > 0 and torch.count_nonzero(off.grad[:, 4:]) == 0

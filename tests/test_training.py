@@ -301,6 +301,31 @@ def test_bf16_autocast_training_computes_convs_in_bf16_and_losses_in_fp32(tmp_pa
     assert moved and all(p.dtype == torch.float32 for p in amp.net_g_ema.parameters())
 
 
+@pytest.mark.parametrize('name', ['train_kdsrnet_x4TA_tiny.yml', 'train_kdsrnet_x4ST_tiny.yml',
+                                  'train_kdsr_classic_iso_x4ST_tiny.yml'])
+def test_idr_probe_option_adds_its_loss_on_the_trained_nets_idr(name, tmp_path, prepared, tiny_teacher_file):
+    probe = {'idr_probe_opt': {'type': 'IDRProbeLoss', 'loss_weight': 1.0}}
+    paths = {} if 'TA' in name else dict(pretrain_network_g=tiny_teacher_file, pretrain_network_TA=tiny_teacher_file)
+    torch.manual_seed(1)
+    gt = torch.rand(2, 3, 64, 64)
+    lq = torch.nn.functional.avg_pool2d(gt, 4)
+    models = {}
+    for label, extra in (('plain', {}), ('probe', probe)):
+        torch.manual_seed(0)
+        model = build_model(_in_process(name, tmp_path / label, prepared, train=extra, **paths))
+        model.lq, model.gt = lq, gt
+        model.optimize_parameters(1)
+        models[label] = model
+    assert 'l_probe' not in models['plain'].log_dict
+    assert models['probe'].log_dict['l_probe'] > 0
+    # the probe's gradient reaches the encoder: its step differs from the plain one
+    encoder = 'E.' if 'TA' in name else 'E_st.'
+    plain = dict(models['plain'].net_g.named_parameters())
+    moved = [n for n, p in models['probe'].net_g.named_parameters() if n.startswith(encoder)
+             and not torch.equal(p, plain[n])]
+    assert moved
+
+
 def test_unknown_autocast_is_one_line_naming_the_option(tmp_path, prepared):
     opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, train={'autocast': 'fp8'})
     with pytest.raises(OptionError, match=r"train:autocast: 'fp8' is not supported; use bf16, or ~ for fp32"):

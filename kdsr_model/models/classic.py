@@ -87,4 +87,5 @@ class KDSRClassicSTModel(StudentMixin, GeneratorStepMixin, ClassicDegradationMix
         t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
         self.output, s_fea = self.forward_amp(self.net_g, self.lq)
-        self.step_generator(image_losses=current_iter > self.encoder_iters(), l_kd=self.cri_kd(t_fea, s_fea))
+        self.step_generator(image_losses=current_iter > self.encoder_iters(), l_kd=self.cri_kd(t_fea, s_fea),
+                            **self.probe_loss(s_fea))

@@ -18,7 +18,18 @@ ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder
 class GeneratorStepMixin:
     """The rest of a generator step once ``self.output`` exists: the configured pixel and
     perceptual losses (unless ``image_losses`` is False) plus ``extra`` ones, backward, step,
-    log, EMA."""
+    log, EMA; and the optional ``train:idr_probe_opt`` loss on the IDR (``probe_loss``)."""
+
+    def init_training_settings(self):
+        super().init_training_settings()
+        probe_opt = self.opt['train'].get('idr_probe_opt')
+        self.cri_probe = build_loss(probe_opt).to(self.device) if probe_opt else None
+
+    def probe_loss(self, idr_prime):
+        """``{'l_probe': ...}`` for the net's IDR of this batch, or ``{}`` without ``idr_probe_opt``."""
+        if getattr(self, 'cri_probe', None) is None:
+            return {}
+        return {'l_probe': self.cri_probe(idr_prime, self.lq, self.gt)}
 
     def step_generator(self, image_losses=True, **extra):
         loss_dict = OrderedDict()
@@ -49,8 +60,8 @@ class TeacherMixin:
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        self.output, _ = self.forward_amp(self._forward, self.net_g)
-        self.step_generator()
+        self.output, idr_prime = self.forward_amp(self._forward, self.net_g)
+        self.step_generator(**self.probe_loss(idr_prime))
 
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
@@ -124,4 +135,4 @@ class KDSRNetSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRM
         t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
         self.output, s_fea = self.forward_amp(self.net_g, self.lq)
-        self.step_generator(l_kd=self.cri_kd(t_fea, s_fea))
+        self.step_generator(l_kd=self.cri_kd(t_fea, s_fea), **self.probe_loss(s_fea))
