@@ -33,7 +33,8 @@ class SafetensorsMissingError(ImportError, ValueError):
     unreadable checkpoint, so that every tool reports it in one line)."""
 
 
-def _first_line(err):
+def first_line(err):
+    """An exception's message, first line only (its type name when it has none)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -85,7 +86,7 @@ def read_safetensors(path):
     try:
         return st.load(data)
     except Exception as err:  # SafetensorError: bad header, truncated data, unknown dtype...
-        raise ValueError(f'{path}: not a loadable safetensors file ({_first_line(err)}).') from None
+        raise ValueError(f'{path}: not a loadable safetensors file ({first_line(err)}).') from None
 
 
 def load_state_dict_file(path, param_key='auto'):
@@ -111,7 +112,7 @@ def load_state_dict_file(path, param_key='auto'):
         try:
             ckpt = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as err:  # pickle, zip and weights_only errors all mean the same to a user
-            raise ValueError(f'{path}: not a loadable PyTorch weights file ({_first_line(err)}).') from None
+            raise ValueError(f'{path}: not a loadable PyTorch weights file ({first_line(err)}).') from None
     return unwrap_state_dict(ckpt, param_key=param_key, source=path)
 
 

@@ -13,6 +13,8 @@ import torch
 from basicsr.utils.matlab_functions import calculate_weights_indices
 from torch.nn import functional as F
 
+from .errors import check_known_keys
+
 KERNEL_SIZE = 21
 
 
@@ -100,10 +102,7 @@ class ClassicDegrader:
     """
 
     def __init__(self, opt, scale):
-        unknown = set(opt) - set(CLASSIC_DEFAULTS)
-        if unknown:
-            raise ValueError(f'classic_degradation: unknown key(s) {", ".join(sorted(unknown))}; '
-                             f'known: {", ".join(CLASSIC_DEFAULTS)}.')
+        check_known_keys('classic_degradation', opt, CLASSIC_DEFAULTS)
         self.opt = {**CLASSIC_DEFAULTS, **opt}
         if self.opt['type'] not in ('iso', 'aniso'):
             raise ValueError(f"classic_degradation:type: '{self.opt['type']}' is not iso or aniso.")

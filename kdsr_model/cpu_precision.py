@@ -31,16 +31,22 @@ def native_bf16():
     return any(f() for f in check if f is not None)
 
 
-def cpu_model():
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+def proc_field(path, key):
+    """The value after ``key`` on its line of a ``/proc`` file (e.g. ``/proc/meminfo``), or None."""
     try:
-        with open('/proc/cpuinfo') as f:
+        with open(path) as f:
             for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
+                if line.startswith(key):
+                    return line[len(key):].lstrip(' \t:').strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or 'unknown CPU'
+    return None
+
+
+def cpu_model():
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+    return (proc_field('/proc/cpuinfo', 'model name') or platform.processor() or platform.machine()
+            or 'unknown CPU')
 
 
 def cache_file():

@@ -1,9 +1,5 @@
-"""Real-world (Real-ESRGAN second-order) degradation, for training batches and for test sets.
-
-:class:`RealWorldDegrader` runs BasicSR's own synthesis (``RealESRNetModel.feed_data``:
-blur, resize, Gaussian/Poisson noise, DiffJPEG, second blur/resize/noise, final sinc + JPEG,
-8-bit rounding, paired crop) on any device. The training models call it on every batch;
-``kdsr-degrade`` uses it to write a fixed, seeded LR/HR test set from a folder of HR images:
+"""``kdsr-degrade``: a fixed, seeded real-world LR/HR test set from a folder of HR images,
+through the training synthesis (:class:`kdsr_model.data.realworld.RealWorldDegrader`):
 
     kdsr-degrade --hr HR_DIR --out OUT_DIR [--scale 4] [--seed 0] [--crops 1]
 
@@ -19,59 +15,9 @@ import tempfile
 import cv2
 import numpy as np
 import torch
-from basicsr.models.realesrnet_model import RealESRNetModel
-from basicsr.utils import DiffJPEG, USMSharp
-
-from .errors import MissingFileError, OptionError, tool
-from .io import is_image_name
-
-# The authors' degradation settings (KDSR-GAN options, identical to Real-ESRGAN's).
-DEGRADATION_DEFAULTS = dict(
-    gt_usm=False, resize_prob=[0.2, 0.7, 0.1], resize_range=[0.15, 1.5], gaussian_noise_prob=0.5,
-    noise_range=[1, 30], poisson_scale_range=[0.05, 3], gray_noise_prob=0.4, jpeg_range=[30, 95],
-    second_blur_prob=0.8, resize_prob2=[0.3, 0.4, 0.3], resize_range2=[0.3, 1.2], gaussian_noise_prob2=0.5,
-    noise_range2=[1, 25], poisson_scale_range2=[0.05, 2.5], gray_noise_prob2=0.4, jpeg_range2=[30, 95])
-KERNEL_DEFAULTS = dict(
-    blur_kernel_size=21, kernel_list=['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso',
-                                      'plateau_aniso'], kernel_prob=[0.45, 0.25, 0.12, 0.03, 0.12, 0.03],
-    sinc_prob=0.1, blur_sigma=[0.2, 3], betag_range=[0.5, 4], betap_range=[1, 2], blur_kernel_size2=21,
-    kernel_list2=['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso', 'plateau_aniso'],
-    kernel_prob2=[0.45, 0.25, 0.12, 0.03, 0.12, 0.03], sinc_prob2=0.1, blur_sigma2=[0.2, 1.5],
-    betag_range2=[0.5, 4], betap_range2=[1, 2], final_sinc_prob=0.8)  # yapf: disable
-
-
-class ContiguousDiffJPEG(DiffJPEG):
-    """BasicSR's DiffJPEG with a contiguous output: its output can be non-contiguous on current
-    torch, and BasicSR's ``filter2D`` (the second blur) calls ``.view`` on it."""
-
-    def forward(self, x, quality):
-        return super().forward(x, quality).contiguous()
-
-
-class RealWorldDegrader:
-    """``degrader(batch) -> (lq, gt)``: a ``RealESRGANDataset`` batch (gt + kernels) -> LQ and
-    the matching GT crop of ``gt_size``, on ``device``. Random choices come from Python's
-    ``random``, NumPy and torch, as in BasicSR (seed them for a reproducible result).
-
-    Args:
-        opt (dict): ``scale``, ``gt_size`` and the degradation keys (defaults: the authors').
-        device: Where the synthesis runs.
-    """
-
-    def __init__(self, opt, device='cpu'):
-        self.opt = {**DEGRADATION_DEFAULTS, **opt}
-        self.device = torch.device(device)
-        self.is_train = True
-        self.jpeger = ContiguousDiffJPEG(differentiable=False).to(self.device)
-        self.usm_sharpener = USMSharp().to(self.device)
-
-    def _dequeue_and_enqueue(self):
-        """No pool here: the training models keep their own."""
-
-    def __call__(self, batch):
-        RealESRNetModel.feed_data(self, batch)
-        return self.lq, self.gt
-
+from .data.realworld import DEGRADATION_DEFAULTS, KERNEL_DEFAULTS, RealWorldDegrader  # noqa: F401 (public here too)
+from .errors import OptionError, tool
+from .io import check_input_output, is_image_name
 
 def _write_png(path, tensor):
     img = (tensor.clamp(0, 1).permute(1, 2, 0).cpu().numpy()[:, :, ::-1] * 255.0).round().astype(np.uint8)
@@ -82,11 +28,7 @@ def make_test_set(hr_dir, out_dir, scale=4, seed=0, crops=1, gt_size=400):
     """Write ``crops`` seeded degraded crops of every image of ``hr_dir``; returns the pair names."""
     from basicsr.data.realesrgan_dataset import RealESRGANDataset
     from tqdm import tqdm
-    if not os.path.isdir(hr_dir):
-        raise MissingFileError(f'--hr {hr_dir}: not a folder.')
-    if os.path.realpath(out_dir) == os.path.realpath(hr_dir):
-        raise OptionError(f'--out {out_dir} is the --hr folder; nothing is written into an input folder. '
-                          'Choose another --out.')
+    check_input_output(hr_dir, out_dir)
     names = [f for f in sorted(os.listdir(hr_dir)) if is_image_name(f)]
     unreadable = [n for n in names if cv2.imread(os.path.join(hr_dir, n), cv2.IMREAD_COLOR) is None]
     if unreadable:
@@ -143,7 +85,6 @@ def main(argv=None):
         parser.error(f'--gt_size {args.gt_size}: must be a multiple of --scale {args.scale}')
     written = make_test_set(args.hr, args.out, args.scale, args.seed, args.crops, args.gt_size)
     print(f'kdsr-degrade: {len(written)} pairs in {args.out}/gt and {args.out}/lq')
-    return 0
 
 
 if __name__ == '__main__':

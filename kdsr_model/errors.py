@@ -28,6 +28,13 @@ class MissingFileError(OptionError, FileNotFoundError):
     """A file named by an option does not exist."""
 
 
+def check_known_keys(section, given, known):
+    """Raise a ValueError naming ``section`` when ``given`` (a mapping) has keys not in ``known``."""
+    unknown = set(given) - set(known)
+    if unknown:
+        raise ValueError(f'{section}: unknown key(s) {", ".join(sorted(unknown))}; known: {", ".join(known)}.')
+
+
 def tool(prog):
     """Decorate a tool's ``main(argv=None) -> int``: :class:`KDSRError` becomes one line and
     exit status 2, Ctrl-C one line and 130; anything else keeps its traceback (a bug)."""

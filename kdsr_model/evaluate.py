@@ -25,6 +25,7 @@ import os
 import sys
 import warnings
 from collections import defaultdict
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -160,8 +161,7 @@ def read_set(folder):
     if not os.path.isfile(proto_path):
         raise MissingFileError(f'--set {folder}: no protocol.json; give a folder written by kdsr-testset.')
     try:
-        with open(proto_path) as f:
-            proto = json.load(f)
+        proto = json.loads(Path(proto_path).read_text())
         scale, tags = int(proto['scale']), list(proto['degradations'])
     except (ValueError, KeyError, TypeError) as err:
         raise OptionError(f'--set {proto_path}: not a kdsr-testset protocol file ({err}).') from None
@@ -419,22 +419,25 @@ def evaluate(
         tqdm.write(f'kdsr-eval: skipped {path}: {reason}', file=sys.stderr)
         failed.append({'path': path, 'reason': reason})
 
+    def read_or_skip(path):
+        try:
+            return read_image(path)
+        except ValueError as err:
+            skip(path, str(err))
+            return None
+
     total = sum(len(lrs) for src in sources for _, _, lrs in src.items)
     with tqdm(total=total, desc='kdsr-eval', unit='img', disable=None if progress else True) as bar:
         for src in sources:
             for stem, gt_path, lrs in src.items:
-                try:
-                    gt_full = read_image(gt_path)
-                except ValueError as err:
-                    skip(gt_path, str(err))
+                gt_full = read_or_skip(gt_path)
+                if gt_full is None:
                     bar.update(len(lrs))
                     continue
                 for tag, lr_path in lrs:
                     bar.update(1)
-                    try:
-                        lr = read_image(lr_path)
-                    except ValueError as err:
-                        skip(lr_path, str(err))
+                    lr = read_or_skip(lr_path)
+                    if lr is None:
                         continue
                     try:
                         gt = fit_gt(gt_full, lr, src.scale)
@@ -543,35 +546,19 @@ def parse_args(argv=None):
         description=__doc__.split('\n\n')[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split('\n\n', 2)[2])
-    p.add_argument(
-        '-m',
-        '--model',
-        action='extend',
-        nargs='+',
-        default=[],
-        metavar='PATH',
-        help='KDSR checkpoint(s), students and/or teachers (repeat the flag or list several)')
-    p.add_argument(
-        '--bicubic', dest='bicubic', action='store_true', default=True, help='add a MATLAB-bicubic row (default: on)')
-    p.add_argument('--no-bicubic', dest='bicubic', action='store_false', help='leave the bicubic row out')
-    p.add_argument(
-        '--set',
-        action='extend',
-        nargs='+',
-        default=[],
-        metavar='DIR',
-        help='a test set written by kdsr-testset (repeatable)')
+    many = dict(action='extend', nargs='+', default=[])  # repeat the flag or list several
+    p.add_argument('-m', '--model', metavar='PATH', **many,
+                   help='KDSR checkpoint(s), students and/or teachers (repeat the flag or list several)')
+    p.add_argument('--bicubic', action=argparse.BooleanOptionalAction, default=True,
+                   help='a MATLAB-bicubic row (default: on; --no-bicubic leaves it out)')
+    p.add_argument('--set', metavar='DIR', **many, help='a test set written by kdsr-testset (repeatable)')
     p.add_argument('--lq', action='append', default=[], metavar='DIR', help='LR folder of a pair (with --gt)')
     p.add_argument('--gt', action='append', default=[], metavar='DIR', help='GT folder of a pair (with --lq)')
     p.add_argument('--crop', type=int, default=None, help='border pixels left out of PSNR/SSIM (default: the scale)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'])
     p.add_argument('-t', '--tile', type=int, default=0, help='LR tile size for students (0: automatic)')
-    p.add_argument(
-        '--lpips_weights',
-        '--lpips-weights',
-        default=None,
-        metavar='PATH',
-        help='torchvision alexnet or vgg16 weights file: adds LPIPS (needs the lpips package)')
+    p.add_argument('--lpips_weights', '--lpips-weights', default=None, metavar='PATH',
+                   help='torchvision alexnet or vgg16 weights file: adds LPIPS (needs the lpips package)')
     p.add_argument('--csv', default=None, metavar='PATH', help='write per-image rows and means as CSV')
     p.add_argument('--json', default=None, metavar='PATH', help='write the full results as JSON')
     p.add_argument('--overwrite', action='store_true', help='replace an existing --csv / --json file')

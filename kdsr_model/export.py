@@ -160,6 +160,19 @@ def _check(diff, fp16, tol, what):
     return diff
 
 
+def _export_traced(net, path, fp16, check, tol, what, save, load, shifted_ddc=True):
+    """Write ``ExportableStudent(net)`` with ``save(module, example_input, tmp)`` to ``path``
+    atomically; with ``check``, compare ``load(tmp)`` with ``net`` before the rename."""
+    module = ExportableStudent(net, fp16=fp16, shifted_ddc=shifted_ddc)
+    with atomic_output(path) as tmp, torch.no_grad():
+        with _quiet():
+            save(module, torch.rand(EXPORT_SHAPE), tmp)
+            if not check:
+                return None
+            loaded = load(tmp)
+        return _check(max_abs_diff(loaded, net), fp16, tol, what)
+
+
 def export_onnx(net, path, opset=DEFAULT_OPSET, fp16=False, check=True, tol=None):
     """Export a student to ONNX with dynamic batch, height and width (input ``lq``, output ``sr``).
 
@@ -177,64 +190,42 @@ def export_onnx(net, path, opset=DEFAULT_OPSET, fp16=False, check=True, tol=None
     """
     if opset not in OPSETS:
         raise ValueError(f'ONNX opset {opset}: this exporter writes opsets {OPSETS[0]} to {OPSETS[-1]}.')
-    module = ExportableStudent(net, fp16=fp16)
-    with atomic_output(path) as tmp, torch.no_grad():
-        with _quiet():
-            torch.onnx.export(module, (torch.rand(EXPORT_SHAPE), ), tmp, dynamo=False, opset_version=opset,
-                              input_names=['lq'], output_names=['sr'],
-                              dynamic_axes={'lq': {0: 'batch', 2: 'height', 3: 'width'},
-                                            'sr': {0: 'batch', 2: 'sr_height', 3: 'sr_width'}})
-        return _check(max_abs_diff(onnx_runner(tmp), net), fp16, tol, 'onnxruntime') if check else None
+    axes = {'lq': {0: 'batch', 2: 'height', 3: 'width'}, 'sr': {0: 'batch', 2: 'sr_height', 3: 'sr_width'}}
+
+    def save(module, x, tmp):
+        torch.onnx.export(module, (x, ), tmp, dynamo=False, opset_version=opset, input_names=['lq'],
+                          output_names=['sr'], dynamic_axes=axes)
+
+    return _export_traced(net, path, fp16, check, tol, 'onnxruntime', save, onnx_runner)
 
 
 def export_torchscript(net, path, fp16=False, check=True, tol=None):
-    """Export a student as TorchScript (``torch.jit.trace``; dynamic batch, height and width).
+    """Export a student as TorchScript (``torch.jit.trace``; dynamic batch, height and width) to
+    ``path`` (``.pt``; read it with ``torch.jit.load``). The other arguments and the return value
+    are those of :func:`export_onnx`; the check runs the re-loaded file."""
 
-    Args:
-        net (BlindSR_ST): The student (not changed).
-        path (str): Output file (``.pt``), written atomically; read it with ``torch.jit.load``.
-        fp16 (bool): Half precision inside, float32 input and output. Default: False.
-        check (bool): Before renaming, load the file and compare it with the float32 PyTorch
-            net on :data:`CHECK_SHAPES`. Default: True.
-        tol (float | None): Largest max abs difference accepted; None: :data:`TOLERANCE`.
+    def save(module, x, tmp):
+        torch.jit.save(torch.jit.trace(module, (x, ), check_trace=False), tmp)
 
-    Returns:
-        float | None: The max abs difference found by the check (None without check).
-    """
-    module = ExportableStudent(net, fp16=fp16)
-    with atomic_output(path) as tmp, torch.no_grad():
-        with _quiet():
-            torch.jit.save(torch.jit.trace(module, (torch.rand(EXPORT_SHAPE), ), check_trace=False), tmp)
-            loaded = torch.jit.load(tmp, map_location='cpu') if check else None
-        return _check(max_abs_diff(loaded, net), fp16, tol, 'TorchScript') if check else None
+    return _export_traced(net, path, fp16, check, tol, 'TorchScript', save,
+                          lambda tmp: torch.jit.load(tmp, map_location='cpu'))
 
 
 def export_program(net, path, fp16=False, check=True, tol=None):
-    """Export a student with ``torch.export`` (dynamic batch, height and width) to a ``.pt2`` file.
-
-    Args:
-        net (BlindSR_ST): The student (not changed).
-        path (str): Output file (``.pt2``), written atomically; read it with
-            ``torch.export.load(path).module()``.
-        fp16 (bool): Half precision inside, float32 input and output. Default: False.
-        check (bool): Before renaming, load the file and compare it with the float32 PyTorch
-            net on :data:`CHECK_SHAPES`. Default: True.
-        tol (float | None): Largest max abs difference accepted; None: :data:`TOLERANCE`.
-
-    Returns:
-        float | None: The max abs difference found by the check (None without check).
-    """
+    """Export a student with ``torch.export`` (dynamic batch, height and width) to ``path``
+    (``.pt2``; read it with ``torch.export.load(path).module()``). The other arguments and the
+    return value are those of :func:`export_onnx`; the check runs the re-loaded program."""
     from torch.export import Dim
 
     if not path.endswith('.pt2'):
         raise ValueError(f'{path}: torch.export files must end in .pt2 (torch.export.load insists).')
-    module = ExportableStudent(net, fp16=fp16, shifted_ddc=False)
     dims = {0: Dim('batch', min=1), 2: Dim('height', min=1), 3: Dim('width', min=1)}
-    with atomic_output(path) as tmp, torch.no_grad():
-        with _quiet():
-            torch.export.save(torch.export.export(module, (torch.rand(EXPORT_SHAPE), ), dynamic_shapes=(dims, )), tmp)
-            loaded = torch.export.load(tmp).module() if check else None
-        return _check(max_abs_diff(loaded, net), fp16, tol, 'torch.export') if check else None
+
+    def save(module, x, tmp):
+        torch.export.save(torch.export.export(module, (x, ), dynamic_shapes=(dims, )), tmp)
+
+    return _export_traced(net, path, fp16, check, tol, 'torch.export', save,
+                          lambda tmp: torch.export.load(tmp).module(), shifted_ddc=False)
 
 
 def export_safetensors(net, path, fp16=False, check=True, tol=None):
@@ -295,9 +286,8 @@ def parse_args(argv=None):
                    help=f'ONNX opset, {OPSETS[0]} to {OPSETS[-1]} (default: {DEFAULT_OPSET})')
     p.add_argument('--fp16', action='store_true',
                    help='half precision inside (input and output stay float32); safetensors: float16 weights')
-    p.add_argument('--check', dest='check', action='store_true', default=True,
-                   help='compare the exported file with PyTorch before writing it (the default)')
-    p.add_argument('--no-check', dest='check', action='store_false', help='skip the comparison')
+    p.add_argument('--check', action=argparse.BooleanOptionalAction, default=True,
+                   help='compare the exported file with PyTorch before writing it (default: on; --no-check skips)')
     p.add_argument('--tol', type=float, default=None,
                    help=f'max abs difference accepted (default: {TOLERANCE[False]:g}, with --fp16 {TOLERANCE[True]:g})')
     return p.parse_args(argv)
@@ -347,7 +337,6 @@ def main(argv=None):
     opset = f' opset {args.opset},' if args.format == 'onnx' else ''
     print(f'kdsr-export: wrote {args.output} ({args.format},{opset} {"fp16" if args.fp16 else "fp32"}, {spec.arch} '
           f'x{spec.scale}{graph}; {checked})')
-    return 0
 
 
 if __name__ == '__main__':

@@ -263,7 +263,6 @@ def main(argv=None):
           f'{swap["mean_abs_change"]:.2f}/255 on average; PSNR with its own IDR {swap["psnr_own"]:.2f} dB, '
           f'with the other level\'s {swap["psnr_swapped"]:.2f} dB')
     print(f'wrote {os.path.join(args.out, "idr_tsne.png")} and idr.json')
-    return 0
 
 
 if __name__ == '__main__':

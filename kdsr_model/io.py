@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import OptionError
+from kdsr_arch.checkpoint import first_line  # noqa: F401 (the tools import it from here)
+
+from .errors import MissingFileError, OptionError
 
 IMG_EXTS = ('.png', '.jpg', '.jpeg', '.webp', '.tif', '.tiff', '.bmp')
 MAX_PIXELS = 1 << 27  # 134 M pixels: larger headers are refused unless the caller raises the limit
@@ -28,12 +30,6 @@ HOST_TAG = f'h{zlib.crc32(HOST.encode()):08x}'  # this host in temporary file na
 CLAIM_STALE_S = 600  # a claim, or another host's temporary file, untouched this long is abandoned
 PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
 PNG_GRAY, PNG_RGB, PNG_PALETTE, PNG_GRAY_ALPHA, PNG_RGBA = 0, 2, 3, 4, 6  # IHDR colour types
-
-
-def first_line(err):
-    """An exception's message, first line only (its type name when it has none)."""
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def is_image_name(name):
@@ -139,6 +135,17 @@ def read_image(path, max_pixels=MAX_PIXELS, info=None):
     if path.lower().endswith(EXIF_EXTS):
         img = apply_orientation(img, exif_rotation(path))
     return img
+
+
+def check_input_output(hr_dir, out_dir):
+    """A tool's ``--hr`` must be a folder and its ``--out`` must not be it or hold it: no tool
+    writes into (or over) its inputs. :class:`MissingFileError` / :class:`OptionError` otherwise."""
+    if not os.path.isdir(hr_dir):
+        raise MissingFileError(f'--hr {hr_dir}: not a folder.')
+    hr, out = os.path.realpath(hr_dir), os.path.realpath(out_dir)
+    if hr == out or hr.startswith(out + os.sep):
+        raise OptionError(f'--out {out_dir} holds the --hr folder; nothing is written into (or over) an input '
+                          'folder. Choose another --out.')
 
 
 def ensure_writable_folder(folder, label):

@@ -97,6 +97,14 @@ def _check_dataset(name, ds, is_train):
         _number(ds, 'dataset_enlarge_ratio', f'{where}:', int, low=1, required=False)
 
 
+def _section(parent, key, prefix, what):
+    """``parent[key]``, which must be a mapping; else an OptionError asking for ``what``."""
+    value = parent.get(key)
+    if not isinstance(value, dict):
+        raise OptionError(f'{prefix}{key}: missing; add {what}.')
+    return value
+
+
 def check_options(opt, is_train=True):
     """Check what a BasicSR run needs before it starts; raise :class:`OptionError` naming the key."""
     import basicsr.data  # noqa: F401  (fills the registries, as BasicSR's pipelines do)
@@ -123,13 +131,9 @@ def check_options(opt, is_train=True):
     for name, ds in opt['datasets'].items():
         _check_dataset(name, ds, is_train)
     if is_train:
-        train = opt.get('train')
-        if not isinstance(train, dict):
-            raise OptionError('train: missing; add the train section (optim_g, scheduler, total_iter, losses).')
+        train = _section(opt, 'train', '', 'the train section (optim_g, scheduler, total_iter, losses)')
         _number(train, 'total_iter', 'train:', int, low=1)
-        optim = train.get('optim_g')
-        if not isinstance(optim, dict):
-            raise OptionError('train:optim_g: missing; add the optimiser (type: Adam, lr: 2.0e-4).')
+        optim = _section(train, 'optim_g', 'train:', 'the optimiser (type: Adam, lr: 2.0e-4)')
         _number(optim, 'lr', 'train:optim_g:', float, low=0)
         _number(train, 'ema_decay', 'train:', float, low=0, required=False)
     _number(opt.get('val') or {}, 'val_freq', 'val:', int, low=1, required=False)

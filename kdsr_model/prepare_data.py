@@ -19,7 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .errors import OptionError, tool
-from .io import IMG_EXTS, is_image_name
+from .io import IMG_EXTS, check_input_output, is_image_name
 
 
 def crop_positions(length, crop_size, step, thresh_size):
@@ -43,11 +43,7 @@ def extract_subimages(img, crop_size=400, step=200, thresh_size=0):
 
 def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=False, compress_level=3):
     """Run the whole preparation; returns ``(written sub-image names, failures [(file, reason)])``."""
-    if not os.path.isdir(hr_dir):
-        raise OptionError(f'--hr {hr_dir}: not a folder.')
-    if os.path.realpath(out_dir) == os.path.realpath(hr_dir):
-        raise OptionError(f'--out {out_dir} is the --hr folder; nothing is written into an input folder. '
-                          'Choose another --out.')
+    check_input_output(hr_dir, out_dir)
     sub_dir = os.path.join(out_dir, 'sub')
     for existing in (sub_dir, os.path.join(out_dir, 'meta_info.txt'), os.path.join(out_dir, 'sub.lmdb')):
         if os.path.exists(existing):

@@ -36,8 +36,8 @@ from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isot
 from .data.bands import BANDS
 from .data.bands import SCALE as BAND_SCALE
 from .data.bands import centre_crop, degrade_band
-from .errors import EXIT_SOME_FAILED, MissingFileError, OptionError, tool
-from .io import is_image_name
+from .errors import EXIT_SOME_FAILED, OptionError, tool
+from .io import check_input_output, is_image_name
 
 GAUSSIAN8_SIGMAS = {
     2: [0.9 + 0.1 * i for i in range(8)],
@@ -79,12 +79,7 @@ def _seed(name, tag):
 
 
 def _check_folders(hr_dir, out_dir):
-    if not os.path.isdir(hr_dir):
-        raise MissingFileError(f'--hr {hr_dir}: not a folder.')
-    hr, out = os.path.realpath(hr_dir), os.path.realpath(out_dir)
-    if hr == out or hr.startswith(out + os.sep):
-        raise OptionError(f'--out {out_dir} holds the --hr folder; a test set is never written into (or over) '
-                          'its inputs. Choose another --out.')
+    check_input_output(hr_dir, out_dir)
     if os.path.exists(out_dir) and (not os.path.isdir(out_dir) or os.listdir(out_dir)):
         raise OptionError(f'--out {out_dir} exists and is not an empty folder; choose a new --out '
                           '(a test set is written whole or not at all).')

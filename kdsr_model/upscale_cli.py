@@ -356,6 +356,12 @@ def upscale_video_claimed(path, out_path, job):
     return 'written'
 
 
+def summary(counts, failed, output, interrupted=False):
+    claimed = f'{counts["claimed"]} claimed by another process, ' if counts['claimed'] else ''
+    print(f'kdsr-upscale: {"interrupted: " if interrupted else ""}{counts["written"]} written, {counts["skipped"]} '
+          f'skipped (output exists; --overwrite to redo), {claimed}{len(failed)} failed -> {output}')
+
+
 @tool('kdsr-upscale')
 def main(argv=None):
     args = parse_args(argv)
@@ -419,12 +425,6 @@ def main(argv=None):
     bar.close()
     summary(counts, failed, args.output)
     return EXIT_SOME_FAILED if failed else 0
-
-
-def summary(counts, failed, output, interrupted=False):
-    claimed = f'{counts["claimed"]} claimed by another process, ' if counts['claimed'] else ''
-    print(f'kdsr-upscale: {"interrupted: " if interrupted else ""}{counts["written"]} written, {counts["skipped"]} '
-          f'skipped (output exists; --overwrite to redo), {claimed}{len(failed)} failed -> {output}')
 
 
 if __name__ == '__main__':

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 from kdsr_arch.checkpoint import load_kdsr
 
 from .cpu_precision import SIDE as TIMING_SIDE
-from .cpu_precision import choose_bf16
+from .cpu_precision import choose_bf16, proc_field
 from .cpu_precision import native_bf16  # noqa: F401  (public here before)
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights', 'kdsr_default_x4.pth')
@@ -64,14 +64,8 @@ def available_memory(device):
     """Free bytes on ``device`` (CUDA: the allocator's view; CPU: MemAvailable, 4 GiB if unknown)."""
     if device.type == 'cuda':
         return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open('/proc/meminfo') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
+    kib = proc_field('/proc/meminfo', 'MemAvailable:')
+    return int(kib.split()[0]) * 1024 if kib else 4 * 2**30
 
 
 def _tiles(h, w, tile, pad):

@@ -28,6 +28,7 @@ import bisect
 import fractions
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import cv2
@@ -234,6 +235,15 @@ def _open_input(av, path):
     return container, container.streams.video[0]
 
 
+@contextmanager
+def _opened(path, start=None, duration=None):
+    """``(av, container, video stream, window)`` of ``path``, the container closed on exit."""
+    av = require_av()
+    container, video = _open_input(av, path)
+    with container:
+        yield av, container, video, _window(video, start, duration)
+
+
 def _reason(err):
     """An FFmpeg error in words, without its code and file name."""
     return getattr(err, 'strerror', None) or first_line(err)
@@ -376,10 +386,7 @@ def scan_video(path, start=None, duration=None, thumb_width=THUMB_WIDTH, **cut_o
     Raises:
         VideoError: not a video, broken, or truncated (frames missing against its header).
     """
-    av = require_av()
-    container, video = _open_input(av, path)
-    with container:
-        window = _window(video, start, duration)
+    with _opened(path, start, duration) as (av, container, video, window):
         rate = float(_frame_rate(video) or 25)
         diffs, prev, covered, size, rotation = [], None, 0.0, (0, 0), 0
         for _, index, frame in _read(av, container, path, window, video):
@@ -451,10 +458,7 @@ def shot_idrs(upscaler, path, scan, idr_mode, start=None, duration=None, samples
         for i in sample_frames(first, end, samples):
             wanted[i] = k
     found, last = [[] for _ in parts], max(wanted)
-    av = require_av()
-    container, video = _open_input(av, path)
-    with container:
-        window = _window(video, start, duration)
+    with _opened(path, start, duration) as (av, container, video, window):
         for _, index, frame in _read(av, container, path, window, video):
             if index in wanted:
                 found[wanted[index]].append(upscaler.image_idr(_to_bgr(frame)))

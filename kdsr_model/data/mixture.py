@@ -24,7 +24,8 @@ import torch
 from torch.nn import functional as F
 
 from ..classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
-from ..degrade import RealWorldDegrader
+from .realworld import RealWorldDegrader
+from ..errors import check_known_keys
 
 BRANCHES = ('clean', 'classic', 'realworld_mild', 'realworld')
 CLASSIC_MIX_DEFAULTS = dict(aniso_prob=0.5, sigma=[0.2, 3.0], lambda_range=[0.2, 4.0], noise=[0, 15], jpeg_prob=0.7,
@@ -68,10 +69,7 @@ class MixtureDegrader:
 
     def __init__(self, opt, device='cpu'):
         mix = dict(opt['degradation_mixture'])
-        unknown = set(mix) - set(MIXTURE_KEYS)
-        if unknown:
-            raise ValueError(f'degradation_mixture: unknown key(s) {", ".join(sorted(unknown))}; '
-                             f'known: {", ".join(MIXTURE_KEYS)}.')
+        check_known_keys('degradation_mixture', mix, MIXTURE_KEYS)
         weights = []
         for name in BRANCHES:
             w = mix.get(name, 0)
@@ -82,10 +80,7 @@ class MixtureDegrader:
             raise ValueError(f'degradation_mixture: give at least one of {", ".join(BRANCHES)} a weight above 0.')
         self.weights = [w / sum(weights) for w in weights]
         classic = {**CLASSIC_MIX_DEFAULTS, **(mix.get('classic_opt') or {})}
-        unknown = set(classic) - set(CLASSIC_MIX_DEFAULTS)
-        if unknown:
-            raise ValueError(f'degradation_mixture:classic_opt: unknown key(s) {", ".join(sorted(unknown))}; '
-                             f'known: {", ".join(CLASSIC_MIX_DEFAULTS)}.')
+        check_known_keys('degradation_mixture:classic_opt', classic, CLASSIC_MIX_DEFAULTS)
         for key in ('sigma', 'lambda_range', 'noise'):
             classic[key] = _check_range(f'classic_opt:{key}', classic[key], 0)
         classic['jpeg_range'] = _check_range('classic_opt:jpeg_range', classic['jpeg_range'], 1, 100)

@@ -15,7 +15,6 @@ from ..data.mixture import random_crops
 from ..errors import OptionError
 from .kdsrnet_model import GeneratorStepMixin, StudentMixin, TeacherMixin
 from .realworld import SynthesisMixin
-from .teacher import take_teacher_init, teacher_idr
 
 
 class ClassicDegradationMixin(SynthesisMixin):
@@ -43,10 +42,6 @@ class ClassicDegradationMixin(SynthesisMixin):
 class KDSRClassicTAModel(TeacherMixin, GeneratorStepMixin, ClassicDegradationMixin, SRModel):
     """Classic teacher (KD-IDE_T sees LR + pixel-unshuffled HR), trained with L1."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.init_degradation()
-
 
 @MODEL_REGISTRY.register()
 class KDSRClassicSTModel(StudentMixin, GeneratorStepMixin, ClassicDegradationMixin, SRModel):
@@ -60,12 +55,9 @@ class KDSRClassicSTModel(StudentMixin, GeneratorStepMixin, ClassicDegradationMix
     encoder_phase = True
 
     def __init__(self, opt):
-        teacher_init = take_teacher_init(opt)
         if opt.get('train', {}).get('encoder_iter', 0) > 0:
             opt.setdefault('find_unused_parameters', True)  # G gets no gradient in the KD-only phase (DDP)
         super().__init__(opt)
-        self.init_degradation()
-        self.setup_student(teacher_init)
         if self.is_train and self.encoder_iters() > 0 and self.opt['train'].get('lr_sr') is None:
             raise OptionError('train:lr_sr: after the KD-only phase (encoder_iter > 0) the student needs lr_sr '
                               '(and gamma_sr, lr_decay_sr) for its L1 + KD phase.')
@@ -82,10 +74,5 @@ class KDSRClassicSTModel(StudentMixin, GeneratorStepMixin, ClassicDegradationMix
                 current_iter / train_opt.get('lr_decay_encoder', float('inf')))
         return super().student_lr(current_iter - self.encoder_iters())
 
-    def optimize_parameters(self, current_iter):
-        self.apply_student_lr(current_iter)
-        t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, self.gt)
-        self.optimizer_g.zero_grad()
-        self.output, s_fea = self.forward_amp(self.net_g, self.lq)
-        self.step_generator(image_losses=current_iter > self.encoder_iters(), l_kd=self.cri_kd(t_fea, s_fea),
-                            **self.probe_loss(s_fea))
+    def image_losses_at(self, current_iter):
+        return current_iter > self.encoder_iters()

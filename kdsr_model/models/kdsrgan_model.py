@@ -9,7 +9,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..errors import OptionError
 from .kdsrnet_model import StudentMixin
 from .realworld import RealDegradationMixin
-from .teacher import take_teacher_init, teacher_idr
+from .teacher import teacher_idr
 
 USM_TARGETS = ('authors', 'realesrgan')
 
@@ -26,10 +26,7 @@ class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
     """
 
     def __init__(self, opt):
-        teacher_init = take_teacher_init(opt)
         super().__init__(opt)
-        self.init_degradation()
-        self.setup_student(teacher_init)
         if self.is_train:
             self.usm_targets = self.opt['train'].get('usm_targets', 'authors')
             if self.usm_targets not in USM_TARGETS:

@@ -50,7 +50,11 @@ class GeneratorStepMixin:
 
 class TeacherMixin:
     """A teacher: KD-IDE_T sees LQ and GT, also at validation (oracle); trained with the
-    image losses only."""
+    image losses (and the optional IDR probe)."""
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.init_degradation()
 
     def _forward(self, net):
         if getattr(self, 'gt', None) is None:
@@ -77,10 +81,6 @@ class KDSRNetTAModel(TeacherMixin, GeneratorStepMixin, RealDegradationMixin, SRM
     """Teacher KD-IDE_T + KDSR generator, trained with L1 (+ optional perceptual) on LQ
     synthesised on the fly from GT with the Real-ESRGAN degradation."""
 
-    def __init__(self, opt):
-        super().__init__(opt)
-        self.init_degradation()
-
 
 class StudentMixin:
     """A student: frozen teacher, student initialised from the teacher, KD loss, authors' lr keys.
@@ -89,6 +89,12 @@ class StudentMixin:
     phase (the authors' classic student) or are accepted and unused (their KDSR-GAN code)."""
 
     encoder_phase = False
+
+    def __init__(self, opt):
+        teacher_init = take_teacher_init(opt)
+        super().__init__(opt)
+        self.init_degradation()
+        self.setup_student(teacher_init)
 
     def setup_student(self, teacher_init):
         student_scale = self.get_bare_model(self.net_g).scale
@@ -119,20 +125,20 @@ class StudentMixin:
             for group in self.optimizer_g.param_groups:
                 group['lr'] = lr
 
-
-@MODEL_REGISTRY.register()
-class KDSRNetSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRModel):
-    """Student KD-IDE_S + KDSR generator: L1 + KD towards the frozen teacher's IDR."""
-
-    def __init__(self, opt):
-        teacher_init = take_teacher_init(opt)
-        super().__init__(opt)
-        self.init_degradation()
-        self.setup_student(teacher_init)
+    def image_losses_at(self, current_iter):
+        """Whether this iteration's loss includes the image losses (not in a KD-only phase)."""
+        return True
 
     def optimize_parameters(self, current_iter):
+        """One L1 + KD step (plus the optional IDR probe) of the student."""
         self.apply_student_lr(current_iter)
         t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
         self.output, s_fea = self.forward_amp(self.net_g, self.lq)
-        self.step_generator(l_kd=self.cri_kd(t_fea, s_fea), **self.probe_loss(s_fea))
+        self.step_generator(image_losses=self.image_losses_at(current_iter), l_kd=self.cri_kd(t_fea, s_fea),
+                            **self.probe_loss(s_fea))
+
+
+@MODEL_REGISTRY.register()
+class KDSRNetSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRModel):
+    """Student KD-IDE_S + KDSR generator: L1 + KD towards the frozen teacher's IDR."""

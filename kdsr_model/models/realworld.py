@@ -1,6 +1,6 @@
 """What every real-world KDSR model shares: Real-ESRGAN's degradation synthesis on any device.
 
-The synthesis is :class:`kdsr_model.degrade.RealWorldDegrader` (BasicSR's own
+The synthesis is :class:`kdsr_model.data.realworld.RealWorldDegrader` (BasicSR's own
 ``RealESRNetModel.feed_data``, unchanged, on the model's device); this mixin adds the
 training-pair pool, paired data for validation, option checks, and DDP wrapping on CPU
 (gloo) and CUDA.
@@ -9,7 +9,7 @@ import torch
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from ..data.mixture import MixtureDegrader
-from ..degrade import RealWorldDegrader
+from ..data.realworld import RealWorldDegrader
 from ..errors import OptionError
 from .loading import WeightsLoadMixin
 from .perceptual import local_vgg_weights

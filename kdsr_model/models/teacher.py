@@ -20,6 +20,15 @@ def _teacher_key(opt):
     return opt['path'].get('param_key_TA', 'auto')
 
 
+def _read_kdsr(path, key, option):
+    """``(state_dict, KDSRSpec)`` of a KDSR checkpoint; an OptionError naming ``option`` if unreadable."""
+    try:
+        state = load_state_dict_file(path, key)
+        return state, detect_kdsr(state, path)
+    except (ValueError, KeyError) as err:
+        raise OptionError(f'{option}: {err}') from None
+
+
 def build_frozen_teacher(opt, device, student_scale):
     """Build ``network_TA``, load ``path:pretrain_network_TA`` strictly, freeze it (eval, no grad)."""
     if opt.get('network_TA') is None:
@@ -37,11 +46,7 @@ def build_frozen_teacher(opt, device, student_scale):
     if teacher.scale != student_scale:
         raise OptionError(f'network_TA: teacher scale x{teacher.scale} differs from the student scale '
                           f'x{student_scale}; use one scale for both.')
-    try:
-        state = load_state_dict_file(path, _teacher_key(opt))
-        spec = detect_kdsr(state, path)
-    except (ValueError, KeyError) as err:
-        raise OptionError(f'path:pretrain_network_TA: {err}') from None
+    state, spec = _read_kdsr(path, _teacher_key(opt), 'path:pretrain_network_TA')
     if not spec.is_teacher:
         raise OptionError(f'path:pretrain_network_TA: {path} holds a student (BlindSR_ST), not a teacher.')
     try:
@@ -65,11 +70,8 @@ def take_teacher_init(opt):
         return None
     if not os.path.isfile(path):
         raise MissingFileError(f'path:pretrain_network_g: {path} not found; fix the path or set it to ~.')
-    try:
-        state = load_state_dict_file(path, basicsr_param_key(opt['path'].get('param_key_g', 'auto')))
-        spec = detect_kdsr(state, path)
-    except (ValueError, KeyError) as err:
-        raise OptionError(f'path:pretrain_network_g: {err}') from None
+    state, spec = _read_kdsr(path, basicsr_param_key(opt['path'].get('param_key_g', 'auto')),
+                             'path:pretrain_network_g')
     if not spec.is_teacher:
         return None
     opt['path']['pretrain_network_g'] = None
