@@ -20,3 +20,9 @@ from .kdsr_arch import DAG, IDR_DCRB, IDR_DDC, KDSR
 from .presets import PRESETS, build_preset, preset_options
 
 __version__ = '0.1.0'
+
+__all__ = [
+    'BlindSR_ST', 'BlindSR_TA', 'KD_IDE', 'KDSR', 'IDR_DCRB', 'IDR_DDC', 'DAG', 'teacher_in_channels', 'KDSRSpec',
+    'detect_kdsr', 'load_kdsr', 'load_state_dict_file', 'unwrap_state_dict', 'init_student_from_teacher', 'PRESETS',
+    'build_preset', 'preset_options', '__version__'
+]

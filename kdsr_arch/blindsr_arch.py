@@ -4,6 +4,8 @@ Both are ``G`` (the SR generator) guided by a KD-IDE encoder. In training mode `
 returns ``(sr, [idr_prime])`` as the authors' nets do, in eval mode only ``sr``. For tiled
 inference, ``encode`` computes the IDR once and ``upsample`` runs ``G`` with a given IDR.
 """
+from __future__ import annotations
+
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
@@ -28,7 +30,12 @@ class _BlindSR(nn.Module):
         setattr(self, self.ENCODER,
                 KD_IDE(n_feats=n_feats, n_encoder_res=n_encoder_res, in_channels=in_channels(self.scale)))
 
-    def upsample(self, lq, idr):
+    @property
+    def encoder(self) -> KD_IDE:
+        """The KD-IDE encoder (``E_st`` or ``E``)."""
+        return getattr(self, self.ENCODER)
+
+    def upsample(self, lq: torch.Tensor, idr: torch.Tensor) -> torch.Tensor:
         """Run the generator on ``lq`` with a given IDR (B, C)."""
         return self.G(lq, idr)
 
@@ -48,11 +55,11 @@ class BlindSR_ST(_BlindSR):
     def __init__(self, n_feats=128, n_encoder_res=6, scale=4, n_sr_blocks=42):
         super().__init__(n_feats, n_encoder_res, scale, n_sr_blocks, in_channels=lambda s: 3)
 
-    def encode(self, lq):
+    def encode(self, lq: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """LR (B, 3, h, w) in [0, 1] -> (idr (B, C), [idr_prime (B, 4C)])."""
         return self.E_st(lq)
 
-    def forward(self, lq):
+    def forward(self, lq: torch.Tensor):
         idr, idr_prime = self.encode(lq)
         sr = self.G(lq, idr)
         return (sr, idr_prime) if self.training else sr
@@ -77,7 +84,7 @@ class BlindSR_TA(_BlindSR):
         super().__init__(n_feats, n_encoder_res, scale, n_sr_blocks, in_channels=teacher_in_channels)
         self.pixel_unshuffle = nn.PixelUnshuffle(self.scale)
 
-    def encoder_input(self, lq, gt):
+    def encoder_input(self, lq: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
         """Concatenate LR with the pixel-unshuffled HR (LR channels first)."""
         expected = (lq.shape[-2] * self.scale, lq.shape[-1] * self.scale)
         if tuple(gt.shape[-2:]) != expected:
@@ -85,11 +92,11 @@ class BlindSR_TA(_BlindSR):
                              f'{lq.shape[-2]}x{lq.shape[-1]}, got {gt.shape[-2]}x{gt.shape[-1]}.')
         return torch.cat([lq, self.pixel_unshuffle(gt).to(lq.dtype)], dim=1)
 
-    def encode(self, lq, gt):
+    def encode(self, lq: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """(LR, HR) -> (idr (B, C), [idr_prime (B, 4C)])."""
         return self.E(self.encoder_input(lq, gt))
 
-    def forward(self, lq, gt):
+    def forward(self, lq: torch.Tensor, gt: torch.Tensor):
         idr, idr_prime = self.encode(lq, gt)
         sr = self.G(lq, idr)
         return (sr, idr_prime) if self.training else sr

@@ -15,6 +15,8 @@ safetensors package (``pip install 'kdsr[safetensors]'``); ``.pth`` files never 
 Detection follows spandrel's approach: a few declarative key checks, then every
 hyper-parameter is read off tensor shapes.
 """
+from __future__ import annotations
+
 import os
 import re
 from dataclasses import asdict, dataclass
@@ -22,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .blindsr_arch import teacher_in_channels
+from .blindsr_arch import _BlindSR, teacher_in_channels
 
 PARAM_KEYS = ('params_ema', 'params')
 TORCH_MAGIC = (b'PK\x03\x04', b'\x80')  # torch.save's zip archive; the legacy format's pickle protocol byte
@@ -89,7 +91,7 @@ def read_safetensors(path):
         raise ValueError(f'{path}: not a loadable safetensors file ({first_line(err)}).') from None
 
 
-def load_state_dict_file(path, param_key='auto'):
+def load_state_dict_file(path: str, param_key: str | None = 'auto') -> dict[str, torch.Tensor]:
     """Load a checkpoint file safely and return a flat state_dict.
 
     ``.pth`` (and any PyTorch file) is read with ``torch.load(..., weights_only=True)``;
@@ -116,7 +118,8 @@ def load_state_dict_file(path, param_key='auto'):
     return unwrap_state_dict(ckpt, param_key=param_key, source=path)
 
 
-def unwrap_state_dict(ckpt, param_key='auto', source='checkpoint'):
+def unwrap_state_dict(ckpt: dict, param_key: str | None = 'auto',
+                      source: str = 'checkpoint') -> dict[str, torch.Tensor]:
     """Return the tensors of ``ckpt`` (BasicSR wrapper or raw state_dict), ``module.`` stripped.
 
     ``param_key``: as for :func:`load_state_dict_file`; with a tuple, the first key present is
@@ -151,15 +154,15 @@ class KDSRSpec:
     n_sr_blocks: int
 
     @property
-    def is_teacher(self):
+    def is_teacher(self) -> bool:
         return self.arch == 'BlindSR_TA'
 
-    def options(self):
+    def options(self) -> dict:
         """``network_g`` options: ``{'type': arch, n_feats, n_encoder_res, scale, n_sr_blocks}``."""
         opt = asdict(self)
         return dict(type=opt.pop('arch'), **opt)
 
-    def build(self):
+    def build(self) -> _BlindSR:
         opt = self.options()
         return ARCH_REGISTRY.get(opt.pop('type'))(**opt)
 
@@ -177,7 +180,7 @@ def _count(state, pattern, start=0):
     return n
 
 
-def detect_kdsr(state, source='checkpoint'):
+def detect_kdsr(state: dict[str, torch.Tensor], source: str = 'checkpoint') -> KDSRSpec:
     """Detect a KDSR student or teacher and its hyper-parameters from a state_dict.
 
     Raises ValueError naming ``source`` when the weights are not a KDSR net.
@@ -219,7 +222,7 @@ def load_into(net, state, source='checkpoint', strict=True):
             from None
 
 
-def load_kdsr(path_or_state, param_key='auto'):
+def load_kdsr(path_or_state: str | dict, param_key: str | None = 'auto') -> tuple[_BlindSR, KDSRSpec]:
     """Build the KDSR net a checkpoint (``.pth`` or ``.safetensors`` file, or state_dict)
     describes and load it strictly. Returns ``(net, spec)``."""
     source = path_or_state if isinstance(path_or_state, str) else 'state_dict'

@@ -3,6 +3,9 @@
 Teacher and student share this encoder; they differ only in ``in_channels`` (student: the
 LR image, 3; teacher: LR plus the pixel-unshuffled HR, 3 + 3*s*s).
 """
+from __future__ import annotations
+
+import torch
 from torch import nn
 
 from .kdsr_arch import LRELU_SLOPE, default_conv
@@ -58,18 +61,18 @@ class KD_IDE(nn.Module):
         self.compress = nn.Sequential(nn.Linear(4 * c, c), _lrelu())
 
     @property
-    def receptive_radius(self):
+    def receptive_radius(self) -> int:
         """Pixels of context ``features`` uses on each side (one per 3x3 conv)."""
         return sum(1 for m in self.E if isinstance(m, nn.Conv2d)) + sum(2 for m in self.E if isinstance(m, ResBlock))
 
-    def features(self, x):
+    def features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's feature map before its global average pooling, (B, 4C, h, w)."""
         return self.E[:-1](x)
 
-    def represent(self, pooled):
+    def represent(self, pooled: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Pooled features (B, 4C) -> ``(idr, [idr_prime])`` as ``forward`` returns them."""
         idr_prime = self.mlp(pooled)
         return self.compress(idr_prime), [idr_prime]
 
-    def forward(self, x):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         return self.represent(self.E(x).flatten(1))

@@ -4,6 +4,8 @@ Module and parameter names follow the authors' code so that their checkpoints lo
 ``strict=True`` (``head.0``, ``body.0.body.{i}.da_conv1.kernel.{0,2}``, ``body.1``,
 ``tail.0.{0,2}``, ``tail.1``, ``sub_mean``, ``add_mean``).
 """
+from __future__ import annotations
+
 import math
 
 import torch
@@ -158,7 +160,17 @@ class KDSR(nn.Module):
         self.body = nn.ModuleList([DAG(n_feats, n_sr_blocks), default_conv(n_feats, n_feats, 3)])
         self.tail = nn.Sequential(Upsampler(self.scale, n_feats), default_conv(n_feats, 3, 3))
 
-    def features(self, x, idr):
+    # LR pixels of context ``reconstruct`` needs on each side: the upsampler's and the tail's 3x3
+    # convs at 1x, 2x and 4x add up to under 2 LR pixels.
+    tail_radius = 2
+
+    @property
+    def receptive_radius(self) -> int:
+        """LR pixels of context the generator uses on each side of an output pixel: head conv,
+        two 3x3 convs per IDR-DCRB, body conv, and :attr:`tail_radius`."""
+        return 1 + 2 * len(self.body[0].body) + 1 + self.tail_radius
+
+    def features(self, x: torch.Tensor, idr: torch.Tensor) -> torch.Tensor:
         """LR-resolution features: head, IDR-DCRBs, body conv and the long skip (nearly all of
         the receptive field)."""
         x = self.head(self.sub_mean(x))
@@ -166,10 +178,10 @@ class KDSR(nn.Module):
         res += x
         return res
 
-    def reconstruct(self, res):
+    def reconstruct(self, res: torch.Tensor) -> torch.Tensor:
         """Features -> SR image: upsampler and tail (a receptive radius under 2 LR pixels)."""
         return self.add_mean(self.tail(res))
 
-    def forward(self, x, idr):
+    def forward(self, x: torch.Tensor, idr: torch.Tensor) -> torch.Tensor:
         """Upscale ``x`` (B, 3, H, W) in [0, rgb_range] guided by ``idr`` (B, n_feats)."""
         return self.reconstruct(self.features(x, idr))

@@ -14,6 +14,8 @@ all of the receptive radius, little memory per pixel) on the whole tile, then th
 and tail (most of the memory, a 2 LR-pixel radius) on sub-tiles of ``UPSAMPLE_CHUNK`` LR
 pixels. Tiles can thus be large, so little work is spent on their overlaps.
 """
+from __future__ import annotations
+
 import math
 import os
 
@@ -23,6 +25,8 @@ import torch
 from torch.nn import functional as F
 
 from kdsr_arch.checkpoint import load_kdsr
+from kdsr_arch.blindsr_arch import BlindSR_ST
+from kdsr_arch.checkpoint import KDSRSpec
 
 from .cpu_precision import SIDE as TIMING_SIDE
 from .cpu_precision import choose_bf16, proc_field
@@ -33,16 +37,9 @@ IDR_MAX_PIXELS = 1024 * 1024  # the encoder sees at most this many LR pixels (ar
 MIN_TILE = 32
 CPU_TILE_BUDGET = 1.5 * 2**30  # bytes of activations per tile on CPU (keeps a 1080p x4 run near 2-3 GB)
 UPSAMPLE_CHUNK = 128  # LR side of the sub-tiles the upsampler + tail run on
-TAIL_RADIUS = 2  # LR pixels of context the upsampler + tail need (3x3 convs at 1x, 2x and 4x)
 
 
-def receptive_radius(n_sr_blocks):
-    """LR pixels of context the generator uses on each side of an output pixel: head conv,
-    two 3x3 convs per IDR-DCRB, body conv, and the upsampler/tail convs (under 2 LR px)."""
-    return 2 * n_sr_blocks + 4
-
-
-def pick_device(device='auto', gpu_id=None):
+def pick_device(device: str | torch.device = 'auto', gpu_id: int | None = None) -> torch.device:
     """'auto' -> cuda (``gpu_id`` or 0) if available, else mps, else cpu."""
     if device == 'auto':
         if torch.cuda.is_available():
@@ -60,7 +57,7 @@ def pick_device(device='auto', gpu_id=None):
     return torch.device(device)
 
 
-def available_memory(device):
+def available_memory(device: torch.device) -> int:
     """Free bytes on ``device`` (CUDA: the allocator's view; CPU: MemAvailable, 4 GiB if unknown)."""
     if device.type == 'cuda':
         return torch.cuda.mem_get_info(device)[0]
@@ -105,8 +102,9 @@ class KDSRUpscaler:
             already read the file (it is not read again).
     """
 
-    def __init__(self, model_path=None, device='auto', gpu_id=None, half=None, tile=0, tile_pad=None, pre_pad=0,
-                 bf16=None, loaded=None):
+    def __init__(self, model_path: str | None = None, device: str | torch.device = 'auto', gpu_id: int | None = None,
+                 half: bool | None = None, tile: int = 0, tile_pad: int | None = None, pre_pad: int = 0,
+                 bf16: bool | None = None, loaded: tuple[BlindSR_ST, KDSRSpec] | None = None) -> None:
         if model_path is None and not os.path.isfile(DEFAULT_MODEL):
             raise FileNotFoundError('no built-in model in this installation yet; give a KDSR student checkpoint '
                                     'with -m/--model (any BlindSR_ST file, e.g. the authors\' KDSRS-GAN.pth).')
@@ -128,7 +126,7 @@ class KDSRUpscaler:
         self.memory_format = torch.channels_last if self.device.type == 'cpu' else torch.contiguous_format
         self.net = self.net.to(memory_format=self.memory_format)
         self.tile = tile
-        self.tile_pad = receptive_radius(spec.n_sr_blocks) if tile_pad is None else tile_pad
+        self.tile_pad = self.net.G.receptive_radius if tile_pad is None else tile_pad
         self.pre_pad = pre_pad
         self.last_tile_retry = None
         if self.device.type == 'cpu':
@@ -137,14 +135,15 @@ class KDSRUpscaler:
             else:
                 self.bf16 = bool(bf16)
 
-    def activation_bytes(self, h, w):
+    def activation_bytes(self, h: int, w: int) -> int:
         """Rough peak activation memory of the generator on an h x w LR input: 5 C floats per
         LR pixel in the body (long skip, block input, two block temporaries, margin) plus the
         upsampler's 32 C floats per LR pixel of one sub-tile (its 2x and 4x convolutions)."""
-        chunk = min(h, UPSAMPLE_CHUNK + 2 * TAIL_RADIUS) * min(w, UPSAMPLE_CHUNK + 2 * TAIL_RADIUS)
+        edge = UPSAMPLE_CHUNK + 2 * self.net.G.tail_radius
+        chunk = min(h, edge) * min(w, edge)
         return (5 * h * w + 32 * chunk) * self.spec.n_feats * (2 if self.half else 4)
 
-    def encoder_bytes(self, h, w):
+    def encoder_bytes(self, h: int, w: int) -> int:
         """Rough peak activation memory of the encoder on an h x w LR input: its widest conv
         reads 2C and writes 4C floats per pixel, plus one C of margin."""
         return 7 * h * w * self.spec.n_feats * (2 if self.half else 4)
@@ -164,14 +163,14 @@ class KDSRUpscaler:
             tile -= 32
         return max(tile, MIN_TILE)
 
-    def auto_tile(self, h, w):
+    def auto_tile(self, h: int, w: int) -> int:
         """0 if the whole image fits the memory budget, else the largest tile (multiple of 32) that does."""
         return self._fit_tile(h, w, self.tile_pad, self.activation_bytes)
 
     # ------------------------------------------------------------------ tensors
 
     @torch.inference_mode()
-    def idr(self, lq, tile=None):
+    def idr(self, lq: torch.Tensor, tile: int | None = None) -> torch.Tensor:
         """IDR of a (1, 3, h, w) float tensor in [0, 1] (on any device), from a downscaled copy if large.
 
         The encoder is local up to its global average pooling, so when its activations would
@@ -185,7 +184,7 @@ class KDSRUpscaler:
             lq = F.interpolate(lq, size=(max(1, int(h * f)), max(1, int(w * f))), mode='area')
             h, w = lq.shape[-2:]
         lq = lq.to(self.device, self.dtype)
-        enc = self.net.E_st
+        enc = self.net.encoder
         pad = enc.receptive_radius
         if tile is None:
             tile = self._fit_tile(h, w, pad, self.encoder_bytes)
@@ -200,7 +199,7 @@ class KDSRUpscaler:
         return enc.represent((total / (h * w)).to(self.dtype))[0]
 
     @torch.inference_mode()
-    def upsample_tensor(self, lq, idr=None):
+    def upsample_tensor(self, lq: torch.Tensor, idr: torch.Tensor | None = None) -> torch.Tensor:
         """(1, 3, h, w) float CPU tensor in [0, 1] -> (1, 3, s*h, s*w) float CPU tensor."""
         if idr is None:
             idr = self.idr(lq)
@@ -246,7 +245,7 @@ class KDSRUpscaler:
         if h <= UPSAMPLE_CHUNK and w <= UPSAMPLE_CHUNK:
             return self.net.upsample(lq, idr)
         res = g.features(lq, idr)
-        s, pad = self.scale, TAIL_RADIUS
+        s, pad = self.scale, g.tail_radius
         out = None
         for y0, x0, y1, x1, py0, px0, py1, px1 in _tiles(h, w, UPSAMPLE_CHUNK, pad):
             sr = g.reconstruct(res[..., py0:py1, px0:px1])
@@ -296,7 +295,7 @@ class KDSRUpscaler:
             return 255.0, np.uint8
         raise ValueError(f'unsupported pixel type {img.dtype} (8- or 16-bit images only)')
 
-    def image_idr(self, img):
+    def image_idr(self, img: np.ndarray) -> torch.Tensor:
         """The IDR of one BGR (or gray) 8/16-bit image as OpenCV reads it, alpha ignored: pass it
         to :meth:`enhance` as ``idr`` to upscale other images (e.g. every frame of a video shot)
         under the same degradation estimate. Several images' IDRs can be averaged."""
@@ -304,7 +303,8 @@ class KDSRUpscaler:
         rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img[:, :, :3]
         return self.idr(self._rgb_tensor(rgb, max_value))
 
-    def enhance(self, img, outscale=None, alpha_upsampler='kdsr', idr=None):
+    def enhance(self, img: np.ndarray, outscale: float | None = None, alpha_upsampler: str = 'kdsr',
+                idr: torch.Tensor | None = None) -> tuple[np.ndarray, str]:
         """Upscale one image as OpenCV reads it; returns ``(output, mode)`` like Real-ESRGAN's
         ``RealESRGANer.enhance`` (mode: 'L', 'RGB' or 'RGBA').
 

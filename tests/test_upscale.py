@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kdsr_arch import BlindSR_ST, BlindSR_TA
-from kdsr_model.upscaler import KDSRUpscaler, receptive_radius
+from kdsr_model.upscaler import KDSRUpscaler
 from conftest import PHOTO, SAMPLE_PHOTOS, free_port
 from conftest import BIN
 
@@ -54,7 +54,7 @@ def cli(*args, check=None, cwd=None):
 
 def test_tiled_equals_untiled_with_the_default_pad(student_file, photos):
     up = KDSRUpscaler(student_file, device='cpu', bf16=False)
-    assert up.tile_pad == receptive_radius(3) == 10
+    assert up.tile_pad == up.net.G.receptive_radius == 10
     lq = torch.from_numpy(_photo(photos).astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
     whole = up.upsample_tensor(lq)
     up.tile = 16
@@ -111,7 +111,7 @@ def test_tiled_encoder_gives_the_whole_image_idr(student_file, photos, monkeypat
     """The encoder runs on padded tiles when its activations would not fit the budget: same IDR."""
     import kdsr_model.upscaler as upscaler
     up = KDSRUpscaler(student_file, device='cpu')
-    pad = up.net.E_st.receptive_radius
+    pad = up.net.encoder.receptive_radius
     assert pad == 1 + 2 * SMALL['n_encoder_res'] + 3
     lq = torch.from_numpy(_photo(photos, 70, 90).astype(np.float32) / 255).permute(2, 0, 1).unsqueeze(0)
     whole = up.idr(lq, tile=0)

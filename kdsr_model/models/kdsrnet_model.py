@@ -58,8 +58,8 @@ class TeacherMixin:
 
     def _forward(self, net):
         if getattr(self, 'gt', None) is None:
-            raise OptionError(f'{type(self).__name__} needs GT images at validation/test time (the teacher encoder sees '
-                              'HR); give the dataset a dataroot_gt.')
+            raise OptionError(f'{type(self).__name__} needs GT images at validation/test time (the teacher '
+                              'encoder sees HR); give the dataset a dataroot_gt.')
         return net(self.lq, self.gt)
 
     def optimize_parameters(self, current_iter):
