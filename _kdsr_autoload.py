@@ -14,44 +14,14 @@ module imports nothing heavy (no torch, no basicsr): ``install()`` only adds two
   1.4.2 imports ``rgb_to_grayscale`` from it. When (and only when) it is absent, it is
   served as an alias of ``torchvision.transforms._functional_tensor``.
 
-``kdsr_arch`` calls :func:`install_torchvision_compat` itself, so the shim also holds
-when the ``.pth`` file is not processed (``python -S``, a source checkout on PYTHONPATH).
+The torchvision alias lives in ``_kdsr_torchvision`` (as light as this module), which
+``kdsr_arch`` installs itself, so the shim also holds when the ``.pth`` file is not processed
+(``python -S``, a source checkout on PYTHONPATH); nothing of ours imports this module back.
 """
 import os
 import sys
 
-_TV_REMOVED = 'torchvision.transforms.functional_tensor'
-_TV_CURRENT = 'torchvision.transforms._functional_tensor'
-
-
-class _AliasLoader:
-    """Creates a module that re-exports the public names of ``_TV_CURRENT``."""
-
-    @staticmethod
-    def create_module(spec):
-        import importlib
-        import types
-        current = importlib.import_module(_TV_CURRENT)
-        module = types.ModuleType(spec.name, current.__doc__)
-        module.__dict__.update({k: v for k, v in vars(current).items() if not k.startswith('__')})
-        return module
-
-    @staticmethod
-    def exec_module(module):
-        pass
-
-
-class TorchvisionCompatFinder:
-    """Last on ``sys.meta_path``: answers only for the removed module, only if nothing else did."""
-
-    @staticmethod
-    def find_spec(fullname, path=None, target=None):
-        if fullname != _TV_REMOVED:
-            return None
-        import importlib.util
-        if importlib.util.find_spec(_TV_CURRENT) is None:
-            return None
-        return importlib.util.spec_from_loader(fullname, _AliasLoader())
+from _kdsr_torchvision import install_torchvision_compat
 
 
 def _register_kdsr():
@@ -93,11 +63,6 @@ class BasicSRHook:
 
         loader.exec_module = exec_module
         return spec
-
-
-def install_torchvision_compat():
-    if TorchvisionCompatFinder not in sys.meta_path:
-        sys.meta_path.append(TorchvisionCompatFinder)
 
 
 def install():

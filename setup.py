@@ -57,7 +57,7 @@ setup(
     license='Apache-2.0',
     python_requires='>=3.8',
     packages=find_packages(include=['kdsr_arch', 'kdsr_arch.*', 'kdsr_model', 'kdsr_model.*']),
-    py_modules=['_kdsr_autoload'],
+    py_modules=['_kdsr_autoload', '_kdsr_torchvision'],
     package_data={'kdsr_model': ['weights/*.pth']},
     cmdclass=CMDCLASS,
     install_requires=[

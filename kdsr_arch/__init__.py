@@ -7,9 +7,9 @@ BasicSR's ``ARCH_REGISTRY``. ``kdsr_model`` registers the models and losses as w
 # The torchvision shim must be in place before BasicSR is imported (BasicSR 1.4.2 imports a
 # module that torchvision 0.17 removed), and BasicSR must be imported before our submodules:
 # the start-up hook may import kdsr_model at that point, which imports our submodules itself.
-import _kdsr_autoload
+import _kdsr_torchvision
 
-_kdsr_autoload.install_torchvision_compat()
+_kdsr_torchvision.install_torchvision_compat()
 import basicsr
 
 from .blindsr_arch import BlindSR_ST, BlindSR_TA, teacher_in_channels

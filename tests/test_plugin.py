@@ -14,6 +14,8 @@ from kdsr_arch import BlindSR_ST
 
 SMALL = dict(n_feats=8, n_encoder_res=2, n_sr_blocks=3)
 
+OURS = ('_kdsr_autoload', '_kdsr_torchvision')  # the modules whose import finders we install
+
 
 REGISTRIES = ("from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY\n"
               "print('arch', 'BlindSR_ST' in ARCH_REGISTRY and 'BlindSR_TA' in ARCH_REGISTRY)\n"
@@ -45,7 +47,7 @@ def test_autoload_can_be_turned_off():
 def test_torchvision_shim_holds_without_the_start_up_hook(first):
     # as in a source checkout on PYTHONPATH or with site processing off: our finders removed
     code = ("import sys\n"
-            "sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, '__module__', '') != '_kdsr_autoload']\n"
+            f"sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, '__module__', '') not in {OURS!r}]\n"
             f"import {first}\n"
             "from torchvision.transforms.functional_tensor import rgb_to_grayscale\n"
             "import basicsr.data.degradations\n"
@@ -60,7 +62,7 @@ def test_without_any_shim_basicsr_142_breaks_on_this_torchvision():
     import torchvision
     major, minor = (int(x) for x in torchvision.__version__.split('.')[:2])
     code = ("import sys\n"
-            "sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, '__module__', '') != '_kdsr_autoload']\n"
+            f"sys.meta_path[:] = [f for f in sys.meta_path if getattr(f, '__module__', '') not in {OURS!r}]\n"
             "import basicsr\n")
     proc = run_py(code, check=False)
     if (major, minor) >= (0, 17):
@@ -159,7 +161,7 @@ def test_wheels_carry_the_start_up_file_at_the_site_packages_root(tmp_path, hook
         assert 'kdsr-basicsr.pth' in names
         assert whl.read('kdsr-basicsr.pth').decode().strip() == 'import _kdsr_autoload; _kdsr_autoload.install()'
         if hook == 'build_wheel':
-            assert '_kdsr_autoload.py' in names and 'kdsr_arch/blindsr_arch.py' in names
+            assert '_kdsr_autoload.py' in names and '_kdsr_torchvision.py' in names and 'kdsr_arch/blindsr_arch.py' in names
 
 
 @pytest.mark.parametrize('order', ['import realesrgan\nimport kdsr_model', 'import kdsr_model\nimport realesrgan'])
