@@ -135,6 +135,29 @@ def test_gradients_reach_every_trainable_parameter(cls):
             assert p.grad is not None and p.grad.abs().sum() > 0, name
 
 
+@pytest.mark.parametrize('scale', [2, 3, 4, 8])
+@pytest.mark.parametrize('name', sorted(PRESETS))
+def test_every_preset_at_every_scale_runs_and_trains(name, scale):
+    """timm-style: each preset at each scale builds from its options, runs forward in training
+    and eval mode with finite outputs of the right shapes, and a loss reaches every parameter."""
+    torch.manual_seed(0)
+    opt = preset_options(name, scale)
+    net = ARCH_REGISTRY.get(opt.pop('type'))(**opt).train()
+    lq, gt = _inputs(scale, b=1, h=5, w=4)
+    args = (lq, gt) if name.startswith('KDSR_T') else (lq, )
+    sr, idr_prime = net(*args)
+    assert sr.shape == gt.shape and torch.isfinite(sr).all()
+    assert idr_prime[0].shape == (1, 4 * opt['n_feats']) and torch.isfinite(idr_prime[0]).all()
+    (torch.nn.functional.l1_loss(sr, gt) + idr_prime[0].abs().mean()).backward()
+    silent = [n for n, p in net.named_parameters()
+              if p.requires_grad and not (p.grad is not None and p.grad.abs().sum() > 0)]
+    assert not silent
+    with torch.no_grad():
+        out = net.eval()(*args)
+    assert out.shape == gt.shape and torch.isfinite(out).all()
+    assert net.G.receptive_radius == 2 * opt['n_sr_blocks'] + 4
+
+
 def test_mean_shift_matches_the_authors_constants():
     g = BlindSR_ST(**SMALL).G
     mean = torch.tensor([0.4488, 0.4371, 0.4040])
