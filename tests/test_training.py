@@ -326,6 +326,26 @@ def test_idr_probe_option_adds_its_loss_on_the_trained_nets_idr(name, tmp_path, 
     assert moved
 
 
+def test_encoder_init_kaiming_restarts_only_the_encoder_and_not_on_resume(tmp_path, prepared, tiny_teacher_file):
+    paths = dict(pretrain_network_g=tiny_teacher_file)
+    plain = build_model(_in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path / 'plain', prepared, **paths))
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path / 'init', prepared, train={'encoder_init': 'kaiming'},
+                      **paths)
+    fresh = build_model(opt)
+    before, after = plain.net_g.state_dict(), fresh.net_g.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith('E.') for k in changed)
+    assert all(k in changed for k in after if k.startswith('E.') and k.endswith('weight'))
+    ema = fresh.net_g_ema.state_dict()
+    assert all(torch.equal(ema[k], after[k]) for k in after)  # the EMA copy starts from the same encoder
+    opt['path']['resume_state'] = 'some.state'  # as BasicSR sets it on --auto_resume
+    resumed = build_model(opt).net_g.state_dict()
+    assert all(torch.equal(resumed[k], before[k]) for k in before)
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path / 'bad', prepared, train={'encoder_init': 'xavier'})
+    with pytest.raises(OptionError, match=r"train:encoder_init: 'xavier' is not supported; use kaiming"):
+        build_model(opt)
+
+
 def test_unknown_autocast_is_one_line_naming_the_option(tmp_path, prepared):
     opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, train={'autocast': 'fp8'})
     with pytest.raises(OptionError, match=r"train:autocast: 'fp8' is not supported; use bf16, or ~ for fp32"):

@@ -18,12 +18,23 @@ ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder
 class GeneratorStepMixin:
     """The rest of a generator step once ``self.output`` exists: the configured pixel and
     perceptual losses (unless ``image_losses`` is False) plus ``extra`` ones, backward, step,
-    log, EMA; and the optional ``train:idr_probe_opt`` loss on the IDR (``probe_loss``)."""
+    log, EMA; the optional ``train:idr_probe_opt`` loss on the IDR (``probe_loss``); and
+    ``train:encoder_init: kaiming``, which re-initialises the encoder when a run starts (after
+    ``pretrain_network_g`` is loaded; not on resume)."""
 
     def init_training_settings(self):
         super().init_training_settings()
-        probe_opt = self.opt['train'].get('idr_probe_opt')
+        train_opt = self.opt['train']
+        probe_opt = train_opt.get('idr_probe_opt')
         self.cri_probe = build_loss(probe_opt).to(self.device) if probe_opt else None
+        init = train_opt.get('encoder_init')
+        if init not in (None, 'kaiming'):
+            raise OptionError(f"train:encoder_init: {init!r} is not supported; use kaiming, or ~ to keep the weights.")
+        if init and not self.opt['path'].get('resume_state'):  # a resumed run keeps what it learnt
+            self.get_bare_model(self.net_g).encoder.kaiming_init()
+            if hasattr(self, 'net_g_ema'):
+                self.model_ema(0)  # the EMA copy starts from the same encoder
+            get_root_logger().info('train:encoder_init: the encoder of net_g re-initialised (kaiming).')
 
     def probe_loss(self, idr_prime):
         """``{'l_probe': ...}`` for the net's IDR of this batch, or ``{}`` without ``idr_probe_opt``."""
