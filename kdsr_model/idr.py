@@ -33,7 +33,7 @@ import torch
 
 from kdsr_arch.checkpoint import load_kdsr
 
-from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
+from .data.classic import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
 from .errors import MissingFileError, OptionError, tool
 from .io import atomic_output, is_image_name, write_atomic
 

@@ -32,7 +32,7 @@ import cv2
 import numpy as np
 import torch
 
-from .classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
+from .data.classic import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
 from .data.bands import BANDS
 from .data.bands import SCALE as BAND_SCALE
 from .data.bands import centre_crop, degrade_band

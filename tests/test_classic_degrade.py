@@ -5,7 +5,7 @@ import pytest
 import torch
 from basicsr.utils.matlab_functions import imresize
 
-from kdsr_model.classic_degrade import (anisotropic_gaussian_kernels, bicubic_matrix, classic_degrade,
+from kdsr_model.data.classic import (anisotropic_gaussian_kernels, bicubic_matrix, classic_degrade,
                                         isotropic_gaussian_kernels)
 from conftest import PHOTO
 
@@ -109,7 +109,7 @@ def test_testset_is_byte_stable_and_sized(tmp_path, photos, protocol, scale, cou
 @pytest.mark.parametrize('scale', [2, 3, 4])
 @pytest.mark.parametrize('kind', ['iso', 'aniso'])
 def test_degrader_is_seeded_exact_in_size_and_per_sample(scale, kind):
-    from kdsr_model.classic_degrade import ClassicDegrader
+    from kdsr_model.data.classic import ClassicDegrader
     degrader = ClassicDegrader({'type': kind, 'noise': 25 if kind == 'aniso' else 0}, scale)
     gt = torch.rand(1, 3, 12 * scale, 12 * scale).expand(4, -1, -1, -1).contiguous()  # four copies of one image
     torch.manual_seed(3)
@@ -122,7 +122,7 @@ def test_degrader_is_seeded_exact_in_size_and_per_sample(scale, kind):
 
 
 def test_degrader_per_batch_draws_one_degradation_and_respects_the_ranges():
-    from kdsr_model.classic_degrade import ClassicDegrader
+    from kdsr_model.data.classic import ClassicDegrader
     gt = torch.rand(1, 3, 32, 32).expand(3, -1, -1, -1).contiguous()
     lr = ClassicDegrader({'type': 'iso', 'per_batch': True}, 4)(gt)
     assert torch.equal(lr[0], lr[1]) and torch.equal(lr[0], lr[2])  # noise 0: identical outputs
@@ -138,3 +138,13 @@ def test_degrader_per_batch_draws_one_degradation_and_respects_the_ranges():
         ClassicDegrader({'type': 'iso', 'sigma_max': 3}, 4)
     with pytest.raises(ValueError, match="'gauss' is not iso or aniso"):
         ClassicDegrader({'type': 'gauss'}, 4)
+
+
+def test_old_module_path_still_works_with_a_deprecation_warning():
+    import importlib
+    import sys
+    sys.modules.pop('kdsr_model.classic_degrade', None)
+    with pytest.warns(DeprecationWarning, match='kdsr_model.data.classic'):
+        old = importlib.import_module('kdsr_model.classic_degrade')
+    from kdsr_model.data import classic
+    assert old.ClassicDegrader is classic.ClassicDegrader and old.classic_degrade is classic.classic_degrade

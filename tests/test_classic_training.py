@@ -12,7 +12,7 @@ from basicsr.models import build_model
 from basicsr.utils.options import ordered_yaml
 
 from kdsr_arch import BlindSR_ST
-from kdsr_model.classic_degrade import ClassicDegrader
+from kdsr_model.data.classic import ClassicDegrader
 from conftest import BIN, REPO
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')

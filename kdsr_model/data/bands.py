@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
+from .classic import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
 
 BANDS = ('clean', 'mild', 'heavy')
 SCALE = 4

@@ -7,7 +7,7 @@ the batches, so that every update sees several kinds of input:
 
 - ``clean``: MATLAB-style antialiased bicubic downscaling only (BasicSR's ``imresize``).
 - ``classic``: Gaussian blur (isotropic or anisotropic), downscaling, Gaussian noise, then
-  JPEG with probability ``jpeg_prob`` (:func:`kdsr_model.classic_degrade.classic_degrade`
+  JPEG with probability ``jpeg_prob`` (:func:`kdsr_model.data.classic.classic_degrade`
   and BasicSR's DiffJPEG); each sample draws its own values.
 - ``realworld_mild``: BasicSR's second-order pipeline with milder settings (``mild_opt``
   over :data:`MILD_DEFAULTS`): the first blur uses the dataset's second-order kernel
@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..classic_degrade import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
+from .classic import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
 from .realworld import RealWorldDegrader
 from ..errors import check_known_keys
 

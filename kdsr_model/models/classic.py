@@ -2,7 +2,7 @@
 
 GT patches come from a stock BasicSR dataset that yields GT only (``RealESRGANDataset``,
 disk or LMDB, its kernels unused); each training batch is cropped to ``gt_size`` per sample
-and degraded on the model's device by :class:`kdsr_model.classic_degrade.ClassicDegrader`.
+and degraded on the model's device by :class:`kdsr_model.data.classic.ClassicDegrader`.
 Validation and test read paired data (e.g. a ``kdsr-testset`` folder).
 """
 import math
@@ -10,7 +10,7 @@ import math
 from basicsr.models.sr_model import SRModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..classic_degrade import ClassicDegrader
+from ..data.classic import ClassicDegrader
 from ..data.mixture import random_crops
 from ..errors import OptionError
 from .kdsrnet_model import GeneratorStepMixin, StudentMixin, TeacherMixin
