@@ -1,10 +1,13 @@
 import os
+import re
+import subprocess
 import sys
 import tempfile
 
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)  # reference_kdsr.py and helpers live beside the tests
@@ -138,3 +141,76 @@ def stock_basicsr_clone(tmp_path):
     for script in ('train.py', 'test.py'):
         shutil.copy(os.path.join(os.path.dirname(basicsr.__file__), script), clone / 'basicsr' / script)
     return clone
+
+
+# ----------------------------------------------------------------- tiny training runs
+
+
+@pytest.fixture(scope='module')
+def prepared(tmp_path_factory):
+    """The sample photos through ``kdsr-prepare``: sub-images, meta_info and LMDB."""
+    out = tmp_path_factory.mktemp('prepared')
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-prepare'), '--hr', os.path.join(SAMPLES, 'train'), '--out',
+                           str(out), '--crop-size', '200', '--step', '200', '--lmdb'], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _opt_dict(name, prepared, iters=4, backend='disk', train=None, top=None, **path):
+    from basicsr.utils.options import ordered_yaml
+    with open(os.path.join(REPO, 'options', 'tiny', name)) as f:
+        opt = yaml.load(f, Loader=ordered_yaml()[0])
+    train_set, val = opt['datasets']['train'], opt['datasets']['val']
+    if backend == 'lmdb':
+        train_set['dataroot_gt'] = str(prepared / 'sub.lmdb')
+        train_set['io_backend'] = {'type': 'lmdb'}
+        train_set.pop('meta_info')
+    else:
+        train_set['dataroot_gt'], train_set['meta_info'] = str(prepared / 'sub'), str(prepared / 'meta_info.txt')
+    val['dataroot_gt'], val['dataroot_lq'] = os.path.join(SAMPLES, 'val', 'gt'), os.path.join(SAMPLES, 'val', 'lq')
+    opt['train']['total_iter'] = iters
+    opt['val']['val_freq'] = opt['logger']['save_checkpoint_freq'] = opt['logger']['print_freq'] = 2
+    opt['logger']['use_tb_logger'] = False
+    opt['path'].update(path)
+    opt['train'].update(train or {})
+    opt.update(top or {})
+    return opt
+
+
+def _options(name, tmp_path, prepared, **kwargs):
+    from basicsr.utils.options import ordered_yaml
+    opt = _opt_dict(name, prepared, **kwargs)
+    out = tmp_path / name
+    out.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))
+    return out, opt['name']
+
+
+def _train(opt_file, cwd, check=True, extra=()):
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-train'), '-opt', str(opt_file), *extra], cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
+    return proc.stdout + proc.stderr
+
+
+def _psnrs(log):
+    return [float(v) for v in re.findall(r'# psnr: ([\d.]+)', log)]
+
+
+def _in_process(name, tmp_path, prepared, **kwargs):
+    """Options as BasicSR's parse_options leaves them for a single CPU process."""
+    opt = _opt_dict(name, prepared, **kwargs)
+    opt.update(dist=False, rank=0, world_size=1, is_train=True, auto_resume=False, num_gpu=0)
+    for phase, dataset in opt['datasets'].items():
+        dataset['phase'], dataset['scale'] = phase.split('_')[0], opt['scale']
+    root = tmp_path / 'exp'
+    opt['path'].update(experiments_root=str(root), models=str(root / 'models'), log=str(root),
+                       training_states=str(root / 'states'), visualization=str(root / 'vis'))
+    return opt
+
+
+def _batch(opt, n):
+    from basicsr.data import build_dataset
+    from torch.utils.data import default_collate
+    dataset = build_dataset(opt['datasets']['train'])
+    return default_collate([dataset[i] for i in range(n)])

@@ -15,7 +15,7 @@ from kdsr_model.data.mixture import BRANCHES, MixtureDegrader
 from kdsr_model.errors import OptionError
 from conftest import PHOTO, SAMPLE_PHOTOS
 from conftest import BIN
-from test_training import _batch, _in_process, _options, _psnrs, _train, prepared  # noqa: F401 (fixture)
+from conftest import _batch, _in_process, _options, _psnrs, _train
 
 
 def _gt_batch(n=2, size=96, seed=0):

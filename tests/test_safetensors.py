@@ -15,7 +15,7 @@ from kdsr_model.errors import OptionError
 from kdsr_model.export import export_safetensors, main as export_main
 from kdsr_model.upscaler import KDSRUpscaler
 from conftest import run_tool, save_student
-from test_training import _in_process
+from conftest import _in_process
 
 st = pytest.importorskip('safetensors.torch')
 

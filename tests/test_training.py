@@ -9,28 +9,15 @@ import time
 import pytest
 import torch
 import yaml
-from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.options import ordered_yaml
-from torch.utils.data import default_collate
 
 from kdsr_arch import BlindSR_TA, load_state_dict_file
 from kdsr_model.errors import MissingFileError, OptionError
-from conftest import free_port
-from conftest import BIN, REPO, run_py, stock_basicsr_clone
+from conftest import BIN, REPO, _batch, free_port, _in_process, _options, _psnrs, _train, run_py, stock_basicsr_clone
 
 SAMPLES = os.path.join(REPO, 'datasets', 'samples')
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-@pytest.fixture(scope='module')
-def prepared(tmp_path_factory):
-    """The sample photos through ``kdsr-prepare``: sub-images, meta_info and LMDB."""
-    out = tmp_path_factory.mktemp('prepared')
-    proc = subprocess.run([os.path.join(BIN, 'kdsr-prepare'), '--hr', os.path.join(SAMPLES, 'train'), '--out',
-                           str(out), '--crop-size', '200', '--step', '200', '--lmdb'], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    return out
 
 
 @pytest.fixture(scope='module')
@@ -41,45 +28,6 @@ def vgg19_file(tmp_path_factory):
     torch.manual_seed(0)
     torch.save(torchvision.models.vgg19().state_dict(), path)
     return path
-
-
-def _opt_dict(name, prepared, iters=4, backend='disk', train=None, top=None, **path):
-    with open(os.path.join(REPO, 'options', 'tiny', name)) as f:
-        opt = yaml.load(f, Loader=ordered_yaml()[0])
-    train_set, val = opt['datasets']['train'], opt['datasets']['val']
-    if backend == 'lmdb':
-        train_set['dataroot_gt'] = str(prepared / 'sub.lmdb')
-        train_set['io_backend'] = {'type': 'lmdb'}
-        train_set.pop('meta_info')
-    else:
-        train_set['dataroot_gt'], train_set['meta_info'] = str(prepared / 'sub'), str(prepared / 'meta_info.txt')
-    val['dataroot_gt'], val['dataroot_lq'] = os.path.join(SAMPLES, 'val', 'gt'), os.path.join(SAMPLES, 'val', 'lq')
-    opt['train']['total_iter'] = iters
-    opt['val']['val_freq'] = opt['logger']['save_checkpoint_freq'] = opt['logger']['print_freq'] = 2
-    opt['logger']['use_tb_logger'] = False
-    opt['path'].update(path)
-    opt['train'].update(train or {})
-    opt.update(top or {})
-    return opt
-
-
-def _options(name, tmp_path, prepared, **kwargs):
-    opt = _opt_dict(name, prepared, **kwargs)
-    out = tmp_path / name
-    out.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))
-    return out, opt['name']
-
-
-def _train(opt_file, cwd, check=True, extra=()):
-    proc = subprocess.run([os.path.join(BIN, 'kdsr-train'), '-opt', str(opt_file), *extra], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(proc.stdout[-3000:] + proc.stderr[-3000:])
-    return proc.stdout + proc.stderr
-
-
-def _psnrs(log):
-    return [float(v) for v in re.findall(r'# psnr: ([\d.]+)', log)]
 
 
 @pytest.fixture(scope='module')
@@ -181,18 +129,6 @@ def test_student_without_teacher_file_names_the_option(tmp_path, prepared):
 # ----------------------------------------------------------------- in-process: clear option errors
 
 
-def _in_process(name, tmp_path, prepared, **kwargs):
-    """Options as BasicSR's parse_options leaves them for a single CPU process."""
-    opt = _opt_dict(name, prepared, **kwargs)
-    opt.update(dist=False, rank=0, world_size=1, is_train=True, auto_resume=False, num_gpu=0)
-    for phase, dataset in opt['datasets'].items():
-        dataset['phase'], dataset['scale'] = phase.split('_')[0], opt['scale']
-    root = tmp_path / 'exp'
-    opt['path'].update(experiments_root=str(root), models=str(root / 'models'), log=str(root),
-                       training_states=str(root / 'states'), visualization=str(root / 'vis'))
-    return opt
-
-
 @pytest.fixture(scope='module')
 def tiny_teacher_file(tmp_path_factory):
     """A teacher of the tiny options' size (16 / 2 / 4, x4)."""
@@ -230,11 +166,6 @@ def test_missing_teacher_after_resume_points_to_ignore_resume_networks(tmp_path,
                       pretrain_network_TA=str(tmp_path / 'models' / 'net_TA_4.pth'), resume_state='x/4.state')
     with pytest.raises(MissingFileError, match='ignore_resume_networks: network_TA'):
         build_model(opt)
-
-
-def _batch(opt, n):
-    dataset = build_dataset(opt['datasets']['train'])
-    return default_collate([dataset[i] for i in range(n)])
 
 
 def test_queue_size_not_divisible_by_batch(tmp_path, prepared):
