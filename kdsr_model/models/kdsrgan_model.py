@@ -7,7 +7,7 @@ from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..errors import OptionError
-from .kdsrnet_model import StudentMixin
+from .kdsrnet_model import GeneratorStepMixin, StudentMixin
 from .realworld import RealDegradationMixin
 from .teacher import teacher_idr
 
@@ -15,7 +15,7 @@ USM_TARGETS = ('authors', 'realesrgan')
 
 
 @MODEL_REGISTRY.register()
-class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
+class KDSRGANSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRGANModel):
     """The third real-world stage: the student fine-tuned with perceptual and GAN losses.
 
     LQ is synthesised from the plain GT; ``gt_usm`` (USM-sharpened GT) is computed after the
@@ -60,21 +60,10 @@ class KDSRGANSTModel(StudentMixin, RealDegradationMixin, SRGANModel):
         self.output, s_fea = self.forward_amp(self.net_g, self.lq)
         loss_dict = OrderedDict()
         if current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters:
-            l_g_total = 0
-            if self.cri_pix:
-                loss_dict['l_g_pix'] = self.cri_pix(self.output, l1_gt)
-                l_g_total = l_g_total + loss_dict['l_g_pix']
-            loss_dict['l_kd'] = self.cri_kd(t_fea, s_fea)
-            l_g_total = l_g_total + loss_dict['l_kd']
-            if self.cri_perceptual:
-                l_percep, l_style = self.cri_perceptual(self.output, percep_gt)
-                for name, value in (('l_g_percep', l_percep), ('l_g_style', l_style)):
-                    if value is not None:
-                        loss_dict[name] = value
-                        l_g_total = l_g_total + value
+            loss_dict = self.image_losses(l1_gt, percep_gt, prefix='l_g_', l_kd=self.cri_kd(t_fea, s_fea),
+                                          **self.probe_loss(s_fea))
             loss_dict['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
-            l_g_total = l_g_total + loss_dict['l_g_gan']
-            l_g_total.backward()
+            sum(loss_dict.values()).backward()
             self.optimizer_g.step()
 
         # discriminator

@@ -42,16 +42,22 @@ class GeneratorStepMixin:
             return {}
         return {'l_probe': self.cri_probe(idr_prime, self.lq, self.gt)}
 
-    def step_generator(self, image_losses=True, **extra):
+    def image_losses(self, pix_target, percep_target, prefix='l_', **extra):
+        """The configured losses of ``self.output``: pixel (``{prefix}pix``), then ``extra``, then
+        perceptual and style (``{prefix}percep``, ``{prefix}style``), in that order."""
         loss_dict = OrderedDict()
-        if image_losses and self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(self.output, self.gt)
+        if self.cri_pix:
+            loss_dict[f'{prefix}pix'] = self.cri_pix(self.output, pix_target)
         loss_dict.update(extra)
-        if image_losses and self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
-            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, percep_target)
+            for name, value in (('percep', l_percep), ('style', l_style)):
                 if value is not None:
-                    loss_dict[name] = value
+                    loss_dict[f'{prefix}{name}'] = value
+        return loss_dict
+
+    def step_generator(self, image_losses=True, **extra):
+        loss_dict = self.image_losses(self.gt, self.gt, **extra) if image_losses else OrderedDict(extra)
         sum(loss_dict.values()).backward()
         self.optimizer_g.step()
         self.log_dict = self.reduce_loss_dict(loss_dict)
