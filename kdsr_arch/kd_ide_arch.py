@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .kdsr_arch import LRELU_SLOPE, default_conv
+from .kdsr_arch import LRELU_SLOPE, default_conv, prefers_channels_last
 
 
 def _lrelu():
@@ -85,4 +85,6 @@ class KD_IDE(nn.Module):
         return self.compress(idr_prime), [idr_prime]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if prefers_channels_last(x, self.training):
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.represent(self.E(x).flatten(1))

@@ -22,6 +22,14 @@ def default_conv(in_channels, out_channels, kernel_size=3, bias=True):
     return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
 
 
+def prefers_channels_last(x: torch.Tensor, training: bool) -> bool:
+    """Whether a net should run ``x`` channels_last: on CPU outside training, where oneDNN's
+    convolutions then skip their NCHW reorders (1.1-1.35x, docs/BENCHMARKS.md; outputs equal
+    within 1e-6). Callers that pick the layout themselves (the upscaler) pass it in already."""
+    return (not training and x.device.type == 'cpu' and x.dim() == 4
+            and not x.is_contiguous(memory_format=torch.channels_last))
+
+
 def check_scale(scale):
     """Return ``scale`` as an int if the upsampler supports it, else raise ValueError."""
     if scale == 3 or (isinstance(scale, int) and scale >= 2 and scale & (scale - 1) == 0):
@@ -183,5 +191,8 @@ class KDSR(nn.Module):
         return self.add_mean(self.tail(res))
 
     def forward(self, x: torch.Tensor, idr: torch.Tensor) -> torch.Tensor:
-        """Upscale ``x`` (B, 3, H, W) in [0, rgb_range] guided by ``idr`` (B, n_feats)."""
+        """Upscale ``x`` (B, 3, H, W) in [0, rgb_range] guided by ``idr`` (B, n_feats); on CPU in
+        eval mode computed channels_last, returned in the default layout."""
+        if prefers_channels_last(x, self.training):
+            return self.reconstruct(self.features(x.contiguous(memory_format=torch.channels_last), idr)).contiguous()
         return self.reconstruct(self.features(x, idr))

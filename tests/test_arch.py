@@ -110,6 +110,29 @@ def test_channels_last_input_gives_the_same_output():
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
+def test_nets_choose_channels_last_on_cpu_in_eval_and_match_nchw():
+    net = BlindSR_ST(scale=4, **SMALL)
+    lq, _ = _inputs(4, b=1, h=8, w=8)  # one image, as inference runs (a batch folds into one grouped conv)
+    layouts = []
+    hooks = [m.register_forward_pre_hook(lambda m, args: layouts.append(
+        args[0].is_contiguous(memory_format=torch.channels_last))) for m in net.modules()
+             if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1 and m.kernel_size == (3, 3)]
+    with torch.no_grad():
+        net.train()  # training keeps the caller's layout (autograd, DDP)
+        nchw, _ = net(lq)
+        assert layouts and not any(layouts)
+        layouts.clear()
+        fast = net.eval()(lq)
+        assert layouts and all(layouts)
+    for h in hooks:
+        h.remove()
+    assert fast.is_contiguous()  # handed back in the default layout
+    torch.testing.assert_close(fast, nchw, rtol=0, atol=1e-5)
+    batch, _ = _inputs(4, b=3, h=8, w=8)
+    with torch.no_grad():
+        torch.testing.assert_close(net.eval()(batch), net.train()(batch)[0], rtol=0, atol=1e-5)
+
+
 def test_encode_then_upsample_equals_forward():
     student = BlindSR_ST(scale=3, **SMALL).eval()
     teacher = BlindSR_TA(scale=3, **SMALL).eval()
