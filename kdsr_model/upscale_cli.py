@@ -87,7 +87,7 @@ def parse_args(argv=None):
     p.add_argument('--facexlib_dir', default=None,
                    help="folder with facexlib's detection_Resnet50_Final.pth and parsing_parsenet.pth "
                    '(default: $KDSR_FACEXLIB_DIR)')
-    p.add_argument('-g', '--gpu-id', type=int, default=None, help='CUDA device index (0 is the first GPU)')
+    p.add_argument('-g', '--gpu_id', '--gpu-id', type=int, default=None, help='CUDA device index (0 is the first GPU)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'])
     p.add_argument('--overwrite', action='store_true',
                    help='replace outputs that already exist (not those that another process wrote since '
@@ -104,7 +104,7 @@ def parse_args(argv=None):
                    help=f'refuse inputs whose header claims more pixels (default {MAX_PIXELS}; 0: no limit)')
     args = p.parse_args(argv)
     for flag, value, low in (('-t/--tile', args.tile, 0), ('--tile_pad', args.tile_pad, 0),
-                             ('--pre_pad', args.pre_pad, 0), ('-g/--gpu-id', args.gpu_id, 0),
+                             ('--pre_pad', args.pre_pad, 0), ('-g/--gpu_id', args.gpu_id, 0),
                              ('--max_pixels', args.max_pixels, 0), ('--crf', args.crf, 0),
                              ('--start', args.start, 0)):
         if value is not None and value < low:
