@@ -48,7 +48,8 @@ def _digests(folder):
     (['--pre_pad', '-4'], '--pre_pad -4: must be 0 or more'),
     (['-s', '0'], '-s/--outscale 0: must be above 0'),
     (['-s', '-1'], '-s/--outscale -1: must be above 0'),
-    (['-g', '-2'], '-g/--gpu-id -2: must be 0 or more'),
+    (['-g', '-2'], '-g/--gpu_id -2: must be 0 or more'),
+    (['--gpu-id', '-2'], '-g/--gpu_id -2: must be 0 or more'),  # Real-ESRGAN's spelling
     (['--max_pixels', '-1'], '--max_pixels -1: must be 0 or more'),
 ])
 def test_numeric_flags_are_checked_before_any_work(tmp_path, model, flags, message, upscale):
