@@ -56,8 +56,9 @@ def test_swap_effect_is_zero_for_a_generator_that_ignores_the_idr(photos):
     crops, groups = read_crops(os.path.join(photos, 'val'), 1, 64, 0)
     torch.manual_seed(0)
     net = BlindSR_ST(n_feats=16, n_encoder_res=1, scale=4, n_sr_blocks=2)
+    net.encoder.kaiming_init()  # an IDR that moves with its input (PyTorch's default init barely does)
     used = swap_effect(net, False, crops, groups, 'iso', [0.2, 4.0], 4)
-    assert used['pairs'] == 2 * len(set(groups)) and used['mean_abs_change'] > 0  # small in a random net, never 0
+    assert used['pairs'] == 2 * len(set(groups)) and used['mean_abs_change'] > 0
     assert used['psnr_own'] != used['psnr_swapped']
     upsample = net.upsample
     net.upsample = lambda lq, idr: upsample(lq, torch.zeros_like(idr))  # the IDR never reaches the generator
