@@ -201,7 +201,7 @@ def reference_table(h, w, repeats, device, batch=1):
         low_x = lq_cl.half()
         low = lambda: low_net(low_x)  # noqa: E731
     fns = {'reference (per-sample functional, NCHW fp32)': lambda: reference_kdsr.student_forward(lq, sd, 4)[0],
-           'ours, NCHW fp32': lambda: net(lq),
+           'ours, NCHW input (the net picks channels_last on CPU)': lambda: net(lq),
            'ours, channels_last fp32': lambda: cl(lq_cl),
            f'ours, channels_last {"bf16 autocast" if cpu else "fp16"}': low}
     with torch.inference_mode():
