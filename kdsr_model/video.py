@@ -671,14 +671,13 @@ def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=
     if idr_mode not in IDR_MODES:
         raise OptionError(f"idr_mode must be one of {', '.join(IDR_MODES)}, got {idr_mode!r}")
     ext = _check_out_path(in_path, out_path)
-    av = require_av()
     t_start = time.perf_counter()
     scan = scan_video(in_path, start, duration)
     idrs = shot_idrs(upscaler, in_path, scan, idr_mode, start, duration)
     result = VideoResult(out_path, shots=scan.shots, idr_mode=idr_mode, idrs=idrs)
     result.timings = {'analysis': time.perf_counter() - t_start, 'decode': 0.0, 'upscale': 0.0, 'encode': 0.0}
     with atomic_output(out_path) as tmp:
-        _transcode(av, upscaler, in_path, tmp, ext, scan, result, video_codec, crf, preset, start, duration, progress)
+        _transcode(upscaler, in_path, tmp, ext, scan, result, video_codec, crf, preset, start, duration, progress)
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -692,12 +691,10 @@ def _output_size(scan, scale, ext, notes):
     return w, h
 
 
-def _transcode(av, upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, start, duration, progress):
+def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, start, duration, progress):
     """Pass 3: decode, upscale, encode and mux, one frame at a time; audio packets alongside."""
     timings = result.timings
-    container, video = _open_input(av, in_path)
-    with container, av.open(tmp, 'w') as out:
-        window = _window(video, start, duration)
+    with _opened(in_path, start, duration) as (av, container, video, window), av.open(tmp, 'w') as out:
         result.size, result.rate = _output_size(scan, upscaler.scale, ext, result.notes), _frame_rate(video)
         writer = _VideoWriter(out, ext, codec, video, result.size, crf, preset, scan.rotation)
         audio = _AudioTrack(av, out, container, window.t0 + window.start if window.start > 0 else 0.0)

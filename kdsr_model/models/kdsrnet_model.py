@@ -38,7 +38,7 @@ class GeneratorStepMixin:
 
     def probe_loss(self, idr_prime):
         """``{'l_probe': ...}`` for the net's IDR of this batch, or ``{}`` without ``idr_probe_opt``."""
-        if getattr(self, 'cri_probe', None) is None:
+        if self.cri_probe is None:
             return {}
         return {'l_probe': self.cri_probe(idr_prime, self.lq, self.gt)}
 
