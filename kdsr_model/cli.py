@@ -5,11 +5,9 @@ import os
 import shutil
 import sys
 
-from .compat import yaml_floats_with_exponents
-from .dist import use_device_aware_init_dist
+from .compat import install_training_patches
 from .errors import EXIT_USAGE, OptionError
 from .options_check import check_options, load_options
-from .resume import use_device_aware_resume
 
 
 def _run_folders(root_path, opt, is_train, debug):
@@ -43,9 +41,7 @@ def run_pipeline(prog, pipeline, root_path, is_train=True):
     An :class:`OptionError` (bad options before the start, or from our models while BasicSR
     builds them) becomes one line on stderr and exit status 2, and the run's folders are put
     back as they were (no new experiments/<name>, an archived one restored)."""
-    use_device_aware_init_dist()
-    use_device_aware_resume()
-    yaml_floats_with_exponents()
+    install_training_patches()
     flags = argparse.ArgumentParser(add_help=False)
     flags.add_argument('-opt')
     flags.add_argument('--debug', action='store_true')

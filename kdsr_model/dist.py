@@ -1,7 +1,7 @@
 """Distributed set-up that works on CPU (gloo) as well as CUDA (nccl).
 
 BasicSR 1.4.2's ``init_dist`` always uses nccl and divides by the GPU count; the KDSR entry
-points install :func:`init_dist` in its place.
+points install :func:`init_dist` in its place (:func:`kdsr_model.compat.device_aware_init_dist`).
 """
 import os
 
@@ -28,8 +28,3 @@ def init_dist(launcher, backend=None, **kwargs):
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
     dist.init_process_group(backend=backend, **kwargs)
 
-
-def use_device_aware_init_dist():
-    """Make BasicSR's option parser use :func:`init_dist`."""
-    import basicsr.utils.options
-    basicsr.utils.options.init_dist = init_dist

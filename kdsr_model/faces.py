@@ -10,8 +10,9 @@ Nothing is downloaded. Two local sources of weights are needed:
 (GFPGAN itself would look for the facexlib files in ``gfpgan/weights`` under the current
 directory and download them when missing; here they come from the folder given.)
 """
-import contextlib
 import os
+
+from .compat import facexlib_weights_from
 
 FACEXLIB_FILES = ('detection_Resnet50_Final.pth', 'parsing_parsenet.pth')
 
@@ -32,23 +33,6 @@ def resolve_face_weights(face_model=None, facexlib_dir=None):
     return face_model, facexlib_dir
 
 
-@contextlib.contextmanager
-def _facexlib_weights_from(folder):
-    """While GFPGANer is built, make its FaceRestoreHelper read facexlib weights from ``folder``."""
-    import gfpgan.utils
-    original = gfpgan.utils.FaceRestoreHelper
-
-    def helper(*args, **kwargs):
-        kwargs['model_rootpath'] = folder
-        return original(*args, **kwargs)
-
-    gfpgan.utils.FaceRestoreHelper = helper
-    try:
-        yield
-    finally:
-        gfpgan.utils.FaceRestoreHelper = original
-
-
 class FaceEnhancer:
     """GFPGAN with a :class:`~kdsr_model.upscaler.KDSRUpscaler` as background upsampler.
 
@@ -62,7 +46,7 @@ class FaceEnhancer:
     def __init__(self, upscaler, outscale, face_model=None, facexlib_dir=None):
         from gfpgan import GFPGANer
         face_model, facexlib_dir = resolve_face_weights(face_model, facexlib_dir)
-        with _facexlib_weights_from(facexlib_dir):
+        with facexlib_weights_from(facexlib_dir):
             self.gfpgan = GFPGANer(model_path=face_model, upscale=outscale, arch='clean', channel_multiplier=2,
                                    bg_upsampler=upscaler, device=upscaler.device)
 

@@ -2,7 +2,8 @@
 
 BasicSR 1.4.2's ``load_resume_state`` maps the state to ``torch.cuda.current_device()`` (fails
 on CPU), loads it with a full unpickler, and looks for ``--auto_resume`` states relative to the
-current directory rather than the experiment's folder. The KDSR entry points use this one.
+current directory rather than the experiment's folder. The KDSR entry points use this one
+(installed by :func:`kdsr_model.compat.device_aware_resume`).
 """
 import collections
 import os
@@ -62,8 +63,3 @@ def load_resume_state(opt):
     check_resume(opt, state['iter'])
     return state
 
-
-def use_device_aware_resume():
-    """Make BasicSR's train pipeline use :func:`load_resume_state`."""
-    import basicsr.train
-    basicsr.train.load_resume_state = load_resume_state

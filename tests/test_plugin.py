@@ -228,3 +228,42 @@ def test_every_shipped_test_options_file_runs_through_the_test_pipeline(tmp_path
             assert sorted(p.name for p in visual.iterdir()) == [f"{n}_{opt['name']}.png" for n in images]
         else:
             assert not visual.exists()
+
+
+def test_training_patches_replace_basicsr_internals_with_ours():
+    import basicsr.train
+    import basicsr.utils.options
+    from kdsr_model import compat, dist, resume
+    compat.install_training_patches()
+    assert basicsr.utils.options.init_dist is dist.init_dist
+    assert basicsr.train.load_resume_state is resume.load_resume_state
+    loader = basicsr.utils.options.ordered_yaml()[0]
+    assert yaml.load('lr: 2e-4', Loader=loader) == {'lr': 2e-4}
+
+
+def test_a_patch_outside_its_versions_warns_once_naming_package_and_versions(monkeypatch):
+    from basicsr.archs import vgg_arch
+    from kdsr_model import compat
+    monkeypatch.setattr(compat, '_installed', lambda package: '9.0.0')
+    monkeypatch.setattr(compat, '_warned', set())
+    before = vgg_arch.VGG_PRETRAIN_PATH
+    with pytest.warns(RuntimeWarning, match=r'vgg_pretrain_path patches basicsr internals written for basicsr '
+                      r'1\.4\.x; found 9\.0\.0'):
+        with compat.vgg_pretrain_path('elsewhere.pth'):
+            assert vgg_arch.VGG_PRETRAIN_PATH == 'elsewhere.pth'
+    assert vgg_arch.VGG_PRETRAIN_PATH == before
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # the second use is silent
+        with compat.vgg_pretrain_path('elsewhere.pth'):
+            pass
+
+
+def test_a_patch_whose_target_is_gone_is_a_one_line_import_error(monkeypatch):
+    import gfpgan.utils
+    from kdsr_model import compat
+    monkeypatch.delattr(gfpgan.utils, 'FaceRestoreHelper')
+    with pytest.raises(ImportError, match=r'^kdsr: facexlib_weights_from: gfpgan\.utils\.FaceRestoreHelper not found '
+                       r'in gfpgan [\d.]+; install gfpgan 1\.3\.x\.$'):
+        with compat.facexlib_weights_from('folder'):
+            pass

@@ -12,6 +12,7 @@ import os
 import torch
 from basicsr.archs import vgg_arch
 
+from ..compat import vgg_pretrain_path
 from ..errors import MissingFileError
 
 VGG19_FILE = 'vgg19-dcbb9e9d.pth'
@@ -40,9 +41,5 @@ def local_vgg_weights(train_opt):
         looked = ', '.join(_candidates(explicit))
         raise MissingFileError(f'train:perceptual_opt:vgg_weights: VGG19 weights not found (looked at {looked}); '
                                f"set it to a local copy of torchvision's {VGG19_FILE}.")
-    saved = vgg_arch.VGG_PRETRAIN_PATH
-    vgg_arch.VGG_PRETRAIN_PATH = found
-    try:
+    with vgg_pretrain_path(found):
         yield
-    finally:
-        vgg_arch.VGG_PRETRAIN_PATH = saved
