@@ -6,7 +6,7 @@ import shutil
 import sys
 
 from .compat import install_training_patches
-from .errors import EXIT_USAGE, OptionError
+from .errors import OptionError
 from .options_check import check_options, load_options
 
 
@@ -35,13 +35,16 @@ def _undo_start(folders, before):
             os.rmdir(root)  # an experiments/ or tb_logger/ made for this run alone
 
 
-def run_pipeline(prog, pipeline, root_path, is_train=True):
+def run_pipeline(pipeline, root_path, is_train=True, argv=None):
     """Run a BasicSR pipeline rooted at ``root_path``, its options checked first.
 
     An :class:`OptionError` (bad options before the start, or from our models while BasicSR
-    builds them) becomes one line on stderr and exit status 2, and the run's folders are put
-    back as they were (no new experiments/<name>, an archived one restored)."""
+    builds them) puts the run's folders back as they were (no new experiments/<name>, an
+    archived one restored) and is raised on, for the tools' one wrapper (:func:`errors.tool`).
+    ``argv`` (without the program name) replaces ``sys.argv[1:]``, which BasicSR's parser reads."""
     install_training_patches()
+    if argv is not None:
+        sys.argv = [sys.argv[0], *argv]
     flags = argparse.ArgumentParser(add_help=False)
     flags.add_argument('-opt')
     flags.add_argument('--debug', action='store_true')
@@ -55,8 +58,7 @@ def run_pipeline(prog, pipeline, root_path, is_train=True):
             folders = _run_folders(root_path, opt, is_train, known.debug)
             before = _snapshot(folders)
         pipeline(root_path)
-    except OptionError as err:
+    except OptionError:
         if folders and not known.auto_resume:
             _undo_start(folders, before)
-        print(f'{prog}: error: {err}', file=sys.stderr)
-        sys.exit(EXIT_USAGE)
+        raise

@@ -368,7 +368,7 @@ def aggregate(rows, metric_keys, models, datasets):
 
 def evaluate(
         models=(), sets=(), paired=(), bicubic=True, crop=None, device='auto', tile=0, lpips_weights=None,
-        progress=True):
+        progress=True, on_skip=None):
     """Evaluate KDSR checkpoints (and bicubic) on test sets; the API behind ``kdsr-eval``.
 
     Args:
@@ -381,11 +381,12 @@ def evaluate(
         tile (int): LR tile size for students; 0: whole images (tiles only if memory is short).
         lpips_weights (str | None): torchvision AlexNet/VGG16 weights file: adds LPIPS.
         progress (bool): tqdm progress bar on stderr (when stderr is a terminal).
+        on_skip (callable | None): Called as ``on_skip(path, reason)`` for each image skipped.
 
     Returns:
         dict: ``protocol``, ``models``, ``datasets``, ``images`` (one row per model and LR image),
         ``aggregates`` (see :func:`aggregate`) and ``failed`` (``{'path', 'reason'}`` of the
-        images skipped, each also reported as one line on stderr).
+        images skipped, each also passed to ``on_skip``).
 
     Raises:
         OptionError: A bad or missing checkpoint, folder or weights file (nothing evaluated).
@@ -416,7 +417,8 @@ def evaluate(
     rows, failed = [], []
 
     def skip(path, reason):
-        tqdm.write(f'kdsr-eval: skipped {path}: {reason}', file=sys.stderr)
+        if on_skip is not None:
+            on_skip(path, reason)
         failed.append({'path': path, 'reason': reason})
 
     def read_or_skip(path):
@@ -596,7 +598,8 @@ def main(argv=None):
         crop=args.crop,
         device=args.device,
         tile=args.tile,
-        lpips_weights=args.lpips_weights)
+        lpips_weights=args.lpips_weights,
+        on_skip=lambda path, reason: tqdm.write(f'kdsr-eval: skipped {path}: {reason}', file=sys.stderr))
     print(format_tables(results))
     for flag, path, write in (('--csv', args.csv, write_csv), ('--json', args.json, write_json)):
         if path:

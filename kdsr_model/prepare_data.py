@@ -41,8 +41,11 @@ def extract_subimages(img, crop_size=400, step=200, thresh_size=0):
             yield np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size])
 
 
-def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=False, compress_level=3):
-    """Run the whole preparation; returns ``(written sub-image names, failures [(file, reason)])``."""
+def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=False, compress_level=3,
+            on_skip=None):
+    """Run the whole preparation; returns ``(written sub-image names, failures [(file, reason)])``.
+
+    ``on_skip(path, reason)``, if given, is called for each input skipped."""
     check_input_output(hr_dir, out_dir)
     sub_dir = os.path.join(out_dir, 'sub')
     for existing in (sub_dir, os.path.join(out_dir, 'meta_info.txt'), os.path.join(out_dir, 'sub.lmdb')):
@@ -58,13 +61,15 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
     for name in tqdm(files, desc='sub-images', unit='img'):
         img = cv2.imread(os.path.join(hr_dir, name), cv2.IMREAD_UNCHANGED)
         if img is None:
-            failures.append((name, 'not a readable image'))
-            tqdm.write(f'kdsr-prepare: skipped {os.path.join(hr_dir, name)}: not a readable image')
-            continue
-        if min(img.shape[:2]) < crop_size:
-            failures.append((name, f'smaller than crop size {crop_size}'))
-            tqdm.write(f'kdsr-prepare: skipped {os.path.join(hr_dir, name)}: {img.shape[1]}x{img.shape[0]} is '
-                       f'smaller than --crop_size {crop_size}')
+            reason = 'not a readable image'
+        elif min(img.shape[:2]) < crop_size:
+            reason = f'{img.shape[1]}x{img.shape[0]} is smaller than --crop_size {crop_size}'
+        else:
+            reason = None
+        if reason is not None:
+            failures.append((name, reason))
+            if on_skip is not None:
+                on_skip(os.path.join(hr_dir, name), reason)
             continue
         stem = os.path.splitext(name)[0]
         for idx, crop in enumerate(extract_subimages(img, crop_size, step, thresh_size), start=1):
@@ -99,7 +104,9 @@ def main(argv=None):
                              ('--thresh_size', args.thresh_size, 0)):
         if value < low:
             parser.error(f'{flag} {value}: must be {low} or more')
-    names, failures = prepare(args.hr, args.out, args.crop_size, args.step, args.thresh_size, args.lmdb)
+    names, failures = prepare(
+        args.hr, args.out, args.crop_size, args.step, args.thresh_size, args.lmdb,
+        on_skip=lambda path, reason: tqdm.write(f'kdsr-prepare: skipped {path}: {reason}', file=sys.stderr))
     print(f'kdsr-prepare: {len(names)} sub-images in {os.path.join(args.out, "sub")}, meta_info '
           f'{os.path.join(args.out, "meta_info.txt")}' + (', LMDB sub.lmdb' if args.lmdb else '') +
           (f'; {len(failures)} file(s) skipped' if failures else ''))

@@ -6,9 +6,9 @@ current directory rather than the experiment's folder. The KDSR entry points use
 (installed by :func:`kdsr_model.compat.device_aware_resume`).
 """
 import collections
+import logging
 import os
 import pickle
-import sys
 
 import torch
 from basicsr.utils import scandir
@@ -48,9 +48,10 @@ def load_resume_state(opt):
             try:
                 state = _load(path, device)
             except (EOFError, RuntimeError, pickle.UnpicklingError) as err:
-                # printed, as BasicSR's check_resume prints: the logger is not set up yet
-                print(f'WARNING: skipping unreadable training state {path} '
-                      f"({first_line(err).split('. ')[0]}); resuming from an earlier one.", file=sys.stderr)
+                # BasicSR's logger has no handlers yet: Python's last-resort handler writes it to stderr
+                logging.getLogger('basicsr').warning(
+                    f'WARNING: skipping unreadable training state {path} '
+                    f"({first_line(err).split('. ')[0]}); resuming from an earlier one.")
                 continue
             opt['path']['resume_state'] = path
             break

@@ -4,16 +4,19 @@ Takes every BasicSR flag (``--launcher``, ``--auto_resume``, ``--debug``, ``--fo
 ``--local_rank``) and writes ``experiments/`` and ``tb_logger/`` under the current directory.
 """
 import os
+import sys
 
 import kdsr_model  # noqa: F401  (registers networks, models, losses)
 from basicsr.train import train_pipeline
 
 from .cli import run_pipeline
+from .errors import tool
 
 
-def main():
-    run_pipeline('kdsr-train', train_pipeline, os.getcwd())
+@tool('kdsr-train')
+def main(argv=None):
+    run_pipeline(train_pipeline, os.getcwd(), argv=argv)
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

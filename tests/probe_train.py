@@ -40,6 +40,6 @@ def recording_build(opt):
 
 
 basicsr.train.build_model = recording_build
-run_pipeline('probe', basicsr.train.train_pipeline, os.getcwd())
+run_pipeline(basicsr.train.train_pipeline, os.getcwd())
 net = models[0].get_bare_model(models[0].net_g)
 torch.save(net.state_dict(), os.path.join(dump_dir, f'final_rank{_rank()}.pth'))

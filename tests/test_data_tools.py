@@ -30,7 +30,11 @@ def test_prepare_skips_bad_files_and_never_overwrites(tmp_path, photos):
     cv2.imwrite(str(hr / 'garden.png'), img)
     (hr / 'empty.png').write_bytes(b'')
     cv2.imwrite(str(hr / 'tiny.png'), img[:100, :100])
-    names, failures = prepare(str(hr), str(tmp_path / 'out'), crop_size=400, step=200, make_lmdb=True)
+    skipped = []
+    names, failures = prepare(str(hr), str(tmp_path / 'out'), crop_size=400, step=200, make_lmdb=True,
+                              on_skip=lambda path, reason: skipped.append((path, reason)))
+    assert skipped == [(str(hr / 'empty.png'), 'not a readable image'),
+                       (str(hr / 'tiny.png'), '100x100 is smaller than --crop_size 400')]
     h, w = img.shape[:2]
     assert len(names) == len(crop_positions(h, 400, 200, 0)) * len(crop_positions(w, 400, 200, 0))
     assert sorted(f for f, _ in failures) == ['empty.png', 'tiny.png']

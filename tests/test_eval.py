@@ -254,12 +254,16 @@ def test_gt_size_checked_against_the_scale(data, tmp_path, capsys):
     cv2.imwrite(str(lq / 'a.png'), cv2.imread(str(next(data.lq.glob(f'{data.names[0]}.*')))))
     cv2.imwrite(str(gt / 'b.png'), np.zeros((100, 90, 3), np.uint8))
     cv2.imwrite(str(lq / 'b.png'), np.zeros((24, 24, 3), np.uint8))
-    results = evaluate(paired=[(str(lq), str(gt))], device='cpu', progress=False)
+    skipped = []
+    results = evaluate(paired=[(str(lq), str(gt))], device='cpu', progress=False,
+                       on_skip=lambda path, reason: skipped.append(f'{path}: {reason}'))
     assert results['datasets'][0]['scale'] == 4  # found from the first pair: no model to give it
     row, = results['images']
     assert row['image'] == 'a' and row['psnr'] == pytest.approx(10 * math.log10(255**2 / (OFFSET * 219 / 255)**2))
-    line, = _err_lines(capsys.readouterr().err)
+    line, = skipped
     assert str(lq / 'b.png') in line and str(gt / 'b.png') in line and '96x96' in line and '90x100' in line
+    assert _err_lines(capsys.readouterr().err) == []  # the library reports through on_skip only
+    assert [f['path'] for f in results['failed']] == [line.split(': ')[0]]
 
 
 def test_missing_model_exits_2_with_one_line_and_writes_nothing(data, tmp_path):
