@@ -329,9 +329,10 @@ def test_lpips_with_local_backbone_weights(data, tmp_path, capsys):
 
 def test_each_checkpoint_is_read_once(nets, monkeypatch):
     import kdsr_model.evaluate as ev
+    import kdsr_model.evaluation.methods as methods
     import kdsr_model.upscaler as up
     reads = []
-    for module in (ev, up):
+    for module in (methods, up):
         monkeypatch.setattr(module, 'load_kdsr', lambda path, real=module.load_kdsr: reads.append(path) or real(path))
     method = ev.Method(str(nets.student), device=torch.device('cpu'))
     assert method.kind == 'student' and method.upscaler.bf16 is False  # metrics in fp32
