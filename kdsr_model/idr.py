@@ -36,6 +36,7 @@ from kdsr_arch.checkpoint import load_kdsr
 from .data.classic import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
 from .errors import MissingFileError, OptionError, tool
 from .io import atomic_output, is_image_name, write_atomic
+from .upscaler import pick_device
 
 SWEEPS = ('iso', 'aniso', 'noise')
 
@@ -204,7 +205,7 @@ def tsne_plot(feats, values, path, title, label, seed=0):
     plt.close(fig)
 
 
-def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0, device='cpu', progress=True,
+def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0, device='auto', progress=True,
         on_skip=None):
     """Extract, score and plot; returns the ``idr.json`` dict."""
     _optional_deps()
@@ -216,6 +217,10 @@ def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0
         net, spec = load_kdsr(model)
     except (ValueError, KeyError) as err:
         raise OptionError(f'-m {model}: {err}') from None
+    try:
+        device = device if isinstance(device, torch.device) else pick_device(device)
+    except ValueError as err:
+        raise OptionError(str(err)) from None
     if size % spec.scale:
         raise OptionError(f'--size {size} must be a multiple of the model scale ({spec.scale}).')
     values = sweep_values(sweep, levels, spec.scale)
@@ -248,7 +253,8 @@ def main(argv=None):
     parser.add_argument('--crops', type=int, default=8, help='crops per HR image')
     parser.add_argument('--size', type=int, default=128, help='HR crop size')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda'],
+                        help='where the net runs (default: auto, CUDA when there is one)')
     args = parser.parse_args(argv)
     result = run(args.model, args.hr, args.out, args.sweep, args.levels, args.crops, args.size, args.seed, args.device,
                  on_skip=lambda path, reason: print(f'kdsr-idr: skipped {path}: {reason}.', file=sys.stderr))

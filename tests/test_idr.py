@@ -130,3 +130,16 @@ def test_kdsr_idr_errors_are_one_line(idr_inputs):
     assert proc.returncode == 2 and 'nowhere' in proc.stderr
     proc = _idr('-m', files['student'], '--hr', hr, '--out', root / 'o3', '--size', 66, cwd=root)
     assert proc.returncode == 2 and '--size 66' in proc.stderr
+
+
+def test_kdsr_idr_device_flag_is_the_same_as_the_other_tools(idr_inputs, monkeypatch, capsys):
+    from kdsr_model.idr import main
+    root, hr, files = idr_inputs
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert main(['-m', str(files['student']), '--hr', str(hr), '--out', str(root / 'o4'), '--device', 'cuda']) == 2
+    assert capsys.readouterr().err.strip() == (
+        'kdsr-idr: error: --device cuda: CUDA is not available on this machine; use --device cpu.')
+    assert not (root / 'o4').exists()
+    with pytest.raises(SystemExit):
+        main(['-m', str(files['student']), '--hr', str(hr), '--out', str(root / 'o5'), '--device', 'tpu'])
+    assert "argument --device: invalid choice: 'tpu'" in capsys.readouterr().err
