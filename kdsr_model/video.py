@@ -27,6 +27,8 @@ PyAV (``pip install 'kdsr[video]'``) is imported only when a video is read.
 import bisect
 import fractions
 import os
+import queue
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,7 +82,9 @@ class VideoResult:
         rate (Fraction | None): The frame rate written in the output's header (the input's average).
         audio (str): 'copied (<codec>)', 're-encoded (<codec>)' or 'none'.
         notes (list[str]): Things worth telling the user (e.g. a pixel cropped, streams dropped).
-        timings (dict): Seconds spent in 'analysis' (passes 1-2), 'decode', 'upscale' and 'encode'.
+        timings (dict): Seconds spent in 'analysis' (passes 1-2), 'decode', 'upscale' and 'encode'
+            (with the overlap, decode and encode run in their own threads), and with it 'wait':
+            the seconds the upscaling waited for a decoded frame or for room to hand one on.
     """
     path: str
     frames: int = 0
@@ -621,6 +625,96 @@ class _AudioTrack:
             out.mux(self.stream.encode(None))
 
 
+# ----------------------------------------------------------------- threads
+
+_END = object()
+AHEAD = 3  # frames each side of the upscaler may run ahead: decoded, waiting to be encoded
+
+
+class _Ahead:
+    """Iterates ``items`` in a thread, at most ``size`` items ahead of the consumer, who reads
+    them by iterating this object; an error in the thread is raised in the consumer.
+    :meth:`close` stops the thread (it checks between items) and waits for it."""
+
+    def __init__(self, items, size=AHEAD, name='kdsr-decode'):
+        self.queue, self.stop = queue.Queue(size), threading.Event()
+        self.waited = 0.0  # seconds the consumer spent waiting for an item
+        self.thread = threading.Thread(target=self._run, args=(items, ), name=name, daemon=True)
+        self.thread.start()
+
+    def _put(self, item):
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, items):
+        try:
+            for item in items:
+                if not self._put(('item', item)):
+                    return
+            self._put(('end', None))
+        except BaseException as err:  # noqa: BLE001  (handed to the consumer)
+            self._put(('error', err))
+
+    def __iter__(self):
+        while True:
+            t = time.perf_counter()
+            kind, value = self.queue.get()
+            self.waited += time.perf_counter() - t
+            if kind == 'end':
+                return
+            if kind == 'error':
+                raise value
+            yield value
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+class _Behind:
+    """Calls ``work(item)`` in a thread for each item :meth:`put` (at most ``size`` waiting), in
+    order. An error there is raised by the next :meth:`put` or by :meth:`close`, which waits
+    for the items put so far (``abort=True``: stops after the current one)."""
+
+    def __init__(self, work, size=AHEAD, name='kdsr-encode'):
+        self.work, self.queue, self.error = work, queue.Queue(size), None
+        self.aborted = threading.Event()
+        self.waited = 0.0  # seconds :meth:`put` waited for room
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            item = self.queue.get()
+            if item is _END:
+                return
+            if self.error is None and not self.aborted.is_set():
+                try:
+                    self.work(item)
+                except BaseException as err:  # noqa: BLE001  (handed to the producer)
+                    self.error = err
+
+    def put(self, item):
+        if self.error is not None:
+            raise self.error
+        t = time.perf_counter()
+        self.queue.put(item)
+        self.waited += time.perf_counter() - t
+
+    def close(self, abort=False):
+        if abort:
+            self.aborted.set()
+        self.queue.put(_END)
+        self.thread.join()
+        if self.error is not None and not abort:
+            raise self.error
+
+
 # ----------------------------------------------------------------- the run
 
 
@@ -635,7 +729,7 @@ def _check_out_path(in_path, out_path):
 
 
 def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=None, crf=DEFAULT_CRF, preset=None,
-                  start=None, duration=None, progress=None):
+                  start=None, duration=None, progress=None, overlap=True):
     """Upscale a video (or animated GIF) into ``out_path``, frame by frame, one frame in memory.
 
     The output has the input's frames, timestamps (so frame rate, variable or not, and start
@@ -660,6 +754,8 @@ def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=
             whole packets (20-60 ms) when copied. The output starts at time 0.
         duration (float | None): Seconds to upscale from ``start``; None: to the end.
         progress (callable | None): ``progress(done_frames, total_frames)`` after each frame.
+        overlap (bool): Decode and encode in threads beside the upscaling, a few frames apart
+            (default); False: all in turn in this thread.
 
     Returns:
         VideoResult: frames, shots, IDRs, seconds, audio, notes, timings.
@@ -677,7 +773,8 @@ def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=
     result = VideoResult(out_path, shots=scan.shots, idr_mode=idr_mode, idrs=idrs)
     result.timings = {'analysis': time.perf_counter() - t_start, 'decode': 0.0, 'upscale': 0.0, 'encode': 0.0}
     with atomic_output(out_path) as tmp:
-        _transcode(upscaler, in_path, tmp, ext, scan, result, video_codec, crf, preset, start, duration, progress)
+        _transcode(upscaler, in_path, tmp, ext, scan, result, video_codec, crf, preset, start, duration, progress,
+                   overlap)
     result.seconds = time.perf_counter() - t_start
     return result
 
@@ -691,8 +788,11 @@ def _output_size(scan, scale, ext, notes):
     return w, h
 
 
-def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, start, duration, progress):
-    """Pass 3: decode, upscale, encode and mux, one frame at a time; audio packets alongside."""
+def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, start, duration, progress, overlap):
+    """Pass 3: decode, upscale, encode and mux, one frame at a time; audio packets alongside.
+
+    With ``overlap``, decoding (and the conversion to BGR) runs in one thread and encoding and
+    muxing in another, each at most :data:`AHEAD` frames from the upscaler, which runs here."""
     timings = result.timings
     with _opened(in_path, start, duration) as (av, container, video, window), av.open(tmp, 'w') as out:
         result.size, result.rate = _output_size(scan, upscaler.scale, ext, result.notes), _frame_rate(video)
@@ -707,25 +807,55 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
             result.notes.append(f'{others} other stream(s) (subtitles, data, more audio) not kept')
         clock = _Clock(round((window.t0 + window.start) / video.time_base) if window.start > 0 else 0,
                        _frame_step(video))
-        t = time.perf_counter()
-        for item in _read(av, container, in_path, window, video, audio.source):
+
+        def decoded():
+            """The input's items, video frames as ``('video', index, frame, bgr)``; decode time counted."""
+            items = _read(av, container, in_path, window, video, audio.source)
+            while True:
+                t = time.perf_counter()
+                item = next(items, None)
+                if item is not None and item[0] == 'video':
+                    item = (*item, _fit(_to_bgr(item[2]), scan.size))
+                timings['decode'] += time.perf_counter() - t
+                if item is None:
+                    return
+                yield item
+
+        def encode(item):
+            t = time.perf_counter()
             if item[0] == 'audio':
                 audio.mux(out, item[1])
-                continue
-            _, index, frame = item
-            img = _fit(_to_bgr(frame), scan.size)
-            t2 = time.perf_counter()
-            idr = upscaler.image_idr(img) if result.idr_mode == 'per-frame' else result.idrs[result.idr_of(index)]
-            up, _ = upscaler.enhance(img, idr=idr)
-            t3 = time.perf_counter()
-            out_frame = writer.frame(up, frame)
-            out_frame.pts, out_frame.time_base = clock(frame.pts), video.time_base
-            writer.mux(out, out_frame, frame.duration)
-            result.frames += 1
-            t, timings['decode'] = time.perf_counter(), timings['decode'] + t2 - t
-            timings['upscale'], timings['encode'] = timings['upscale'] + t3 - t2, timings['encode'] + t - t3
-            if progress is not None:
-                progress(result.frames, scan.frames)
+            else:
+                _, up, frame = item
+                out_frame = writer.frame(up, frame)
+                out_frame.pts, out_frame.time_base = clock(frame.pts), video.time_base
+                writer.mux(out, out_frame, frame.duration)
+            timings['encode'] += time.perf_counter() - t
+
+        source = _Ahead(decoded()) if overlap else None
+        sink = _Behind(encode) if overlap else None
+        done = False
+        try:
+            for item in (source if overlap else decoded()):
+                if item[0] == 'video':
+                    _, index, frame, img = item
+                    t = time.perf_counter()
+                    idr = upscaler.image_idr(img) if result.idr_mode == 'per-frame' else result.idrs[result.idr_of(index)]
+                    up, _ = upscaler.enhance(img, idr=idr)
+                    timings['upscale'] += time.perf_counter() - t
+                    item = ('video', up, frame)
+                (sink.put if overlap else encode)(item)
+                if item[0] == 'video':
+                    result.frames += 1
+                    if progress is not None:
+                        progress(result.frames, scan.frames)
+            done = True
+        finally:
+            if overlap:
+                source.close()
+                sink.close(abort=not done)
+                timings['wait'] = source.waited + sink.waited
+        t = time.perf_counter()
         if audio.source is not None:
             audio.mux(out, None)
         writer.mux(out, None)

@@ -123,7 +123,7 @@ def test_frames_size_rate_duration_and_audio_kept(upscaler, clip, tmp_path):
     assert result.audio == 'copied (aac)'
     assert audio_s == pytest.approx(in_audio_s, abs=0.03) and audio_s == pytest.approx(SECONDS, abs=0.05)
     assert seen[0] == (1, frames) and seen[-1] == (frames, frames)
-    assert result.seconds > 0 and set(result.timings) == {'analysis', 'decode', 'upscale', 'encode'}
+    assert result.seconds > 0 and set(result.timings) == {'analysis', 'decode', 'upscale', 'encode', 'wait'}
     assert _leftovers(tmp_path, '.partial') == []
 
 
@@ -287,3 +287,74 @@ def test_kdsr_upscale_does_videos_beside_images(tmp_path):
     assert '0 written, 2 skipped' in again.stdout
     bad = run_tool('kdsr-upscale', '-i', folder, '-o', out, '-m', model, '--duration', '0', check=2)
     assert bad.stderr.strip().splitlines()[-1].startswith('kdsr-upscale: error: --duration 0')
+
+
+def _frames(path):
+    with av.open(path) as c:
+        return [f.to_ndarray(format='bgr24') for f in c.decode(c.streams.video[0])]
+
+
+def test_overlapped_decode_and_encode_write_the_same_video_a_few_frames_apart(upscaler, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    import kdsr_model.video as video
+    clip = make_video(tmp_path / 'clip.mkv', codec='ffv1', audio='flac')
+    plain = upscale_video(upscaler, clip, str(tmp_path / 'plain.mkv'), video_codec='ffv1', overlap=False)
+    assert 'wait' not in plain.timings
+
+    decoded, ahead = [], []
+    to_bgr = video._to_bgr
+
+    def counting(frame):
+        decoded.append(frame.pts)
+        return to_bgr(frame)
+
+    class Slow(Recording):  # the upscaler is the slow stage: the decoder must not race ahead
+        def enhance(self, img, idr=None):
+            ahead.append(len(decoded) - base[0] - len(self.idrs) - 1)
+            time.sleep(0.01)
+            return super().enhance(img, idr)
+
+    transcode, base = video._transcode, []
+
+    def pass3(*args):
+        base.append(len(decoded))  # frames decoded by the analysis passes
+        return transcode(*args)
+
+    monkeypatch.setattr(video, '_to_bgr', counting)
+    monkeypatch.setattr(video, '_transcode', pass3)
+    threads = threading.active_count()
+    result = upscale_video(Slow(upscaler), clip, str(tmp_path / 'overlap.mkv'), video_codec='ffv1')
+    assert result.frames == plain.frames == FPS * SECONDS and result.audio == plain.audio == 'copied (flac)'
+    assert all(np.array_equal(a, b) for a, b in zip(_frames(str(tmp_path / 'overlap.mkv')),
+                                                       _frames(str(tmp_path / 'plain.mkv'))))
+    assert probe(str(tmp_path / 'overlap.mkv')) == probe(str(tmp_path / 'plain.mkv'))
+    assert max(ahead) <= video.AHEAD + 1 and max(ahead) >= 1  # decoded ahead, but a few frames only
+    assert result.timings['wait'] >= 0 and threading.active_count() == threads  # both threads ended
+
+
+@pytest.mark.parametrize('where', ['encode', 'upscale'])
+def test_a_failure_in_either_thread_stops_the_run_and_leaves_no_output(upscaler, clip, tmp_path, monkeypatch, where):
+    import threading
+
+    import kdsr_model.video as video
+    calls = []
+
+    def failing(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 5:
+            raise (OSError(28, 'No space left on device') if where == 'encode' else KeyboardInterrupt())
+        return original(self, *args, **kwargs)
+
+    cls = video._VideoWriter if where == 'encode' else Recording
+    name = 'frame' if where == 'encode' else 'enhance'
+    original = getattr(cls, name)
+    monkeypatch.setattr(cls, name, failing)
+    threads = threading.active_count()
+    out = tmp_path / 'out.mp4'
+    with pytest.raises(OSError if where == 'encode' else KeyboardInterrupt):
+        upscale_video(Recording(upscaler), clip, str(out))
+    assert not out.exists() and _leftovers(tmp_path, '.partial') == [] and os.listdir(tmp_path) == []
+    assert threading.active_count() == threads
+    assert len(calls) <= 5 + video.AHEAD + 1  # stopped within a few frames of the failure
