@@ -236,7 +236,7 @@ def upscale_claimed(path, out_path, info, job):
 
 
 def upscale_video_claimed(path, out_path, job):
-    """A video's (or animated GIF's) work once it is claimed: :func:`kdsr_model.video.upscale_video`
+    """A video's (or animated GIF's or WebP's) work once it is claimed: :func:`kdsr_model.video.upscale_video`
     with the video flags, a frame progress bar, and its notes printed."""
     from tqdm import tqdm
 

@@ -28,7 +28,7 @@ abandoned when its process is gone (same host) or when it was not touched for 10
 (any host); it is then taken over, with a notice. With ``--overwrite``, an output written
 since this run began is another process's work and is not redone.
 
-Videos (mp4, mkv, webm, mov, avi -> mkv) and animated GIFs, alone or in folders beside images,
+Videos (mp4, mkv, webm, mov, avi -> mkv) and animated GIFs and WebPs, alone or in folders beside images,
 are upscaled frame by frame with one degradation estimate (IDR) per shot (``--idr``), audio
 and timestamps kept, into ``<stem>_out.<ext>`` (:mod:`kdsr_model.video`; needs PyAV:
 ``pip install 'kdsr[video]'``, else each video fails with that one line and the rest goes on).

@@ -1,4 +1,4 @@
-"""Upscale videos (and animated GIFs) frame by frame with one IDR per shot, so the output does not flicker.
+"""Upscale videos (and animated GIFs and WebPs) frame by frame with one IDR per shot, so the output does not flicker.
 
     from kdsr_model.upscaler import KDSRUpscaler
     from kdsr_model.video import output_name, upscale_video
@@ -16,6 +16,12 @@ matters for a model). The video is read in three streamed passes, each holding o
    new shot where that difference is a jump (:func:`find_shots`).
 2. **IDRs**: up to :data:`IDR_SAMPLES` evenly spaced frames of each shot; their IDRs averaged.
 3. **Upscale**: each frame upscaled under its shot's IDR and encoded; audio packets copied.
+   Decoding and encoding run in two threads beside the upscaling, each at most
+   :data:`AHEAD` frames away from it (``overlap=False``: all in turn, in one thread).
+
+More than 8 bits per component (10-bit video) are decoded to 16-bit BGR, upscaled 16-bit and
+encoded yuv420p10le where the encoder has it. Animated WebP, which FFmpeg cannot decode, is
+read by Pillow into an in-memory lossless copy first (:func:`_animated_webp`).
 
 Frame timestamps are copied (variable frame rate and start time survive), and so is the audio
 (stream copy where the output container takes its codec, else re-encoded). Output goes to a
@@ -26,6 +32,7 @@ PyAV (``pip install 'kdsr[video]'``) is imported only when a video is read.
 """
 import bisect
 import fractions
+import io
 import os
 import queue
 import threading
@@ -40,7 +47,7 @@ from .errors import OptionError
 from .io import atomic_output, first_line
 
 VIDEO_EXTS = ('.mp4', '.mkv', '.webm', '.mov', '.avi')
-ANIMATED_EXTS = ('.gif',)  # animated images, read as videos when they hold more than one frame
+ANIMATED_EXTS = ('.gif', '.webp')  # animated images, read as videos when they hold more than one frame
 OUTPUT_EXT = {'.avi': '.mkv'}  # inputs whose output goes to another container
 IDR_MODES = ('per-shot', 'per-frame', 'per-video')
 IDR_SAMPLES = 5  # frames per shot whose IDRs are averaged
@@ -54,6 +61,7 @@ DEFAULT_CRF = 18
 X264_PRESET = 'medium'
 VP9_SPEED = 4  # libvpx-vp9 cpu-used: 0 best and slowest, 8 fastest; 4 is a CPU-friendly middle
 GIF_COLOURS = 256
+WEBP_QUALITY = 90  # libwebp quality (0-100) of animated WebP output
 
 
 class VideoError(ValueError):
@@ -120,7 +128,7 @@ def is_video_name(name):
 
 
 def is_video_file(path):
-    """Whether ``path`` is to be read as a video: a video extension, or a GIF of more than one frame."""
+    """Whether ``path`` is to be read as a video: a video extension, or a GIF or WebP of more than one frame."""
     if not is_video_name(os.path.basename(path)):
         return False
     if not path.lower().endswith(ANIMATED_EXTS):
@@ -223,12 +231,59 @@ class _Scan:
     covered: float  # seconds from the window's start to the end of the last frame read
     size: tuple = (0, 0)  # (width, height) of the first frame
     rotation: int = 0
+    bits: int = 8  # bits per component of the first frame (10 for 10-bit video)
+    interlaced: bool = False  # the first frame is flagged interlaced
+
+
+def _animated_webp(av, path):
+    """FFmpeg does not decode animated WebP: Pillow reads its frames (composited on the canvas,
+    alpha dropped) into an in-memory lossless FFV1/Matroska copy with millisecond timestamps,
+    which is then read as any video. Its size is that of the input's frames, compressed
+    losslessly (animated WebPs are short); the passes each make their own."""
+    from PIL import Image
+    buf, ms = io.BytesIO(), fractions.Fraction(1, 1000)
+    try:
+        with Image.open(path) as im, av.open(buf, 'w', format='matroska') as out:
+            stream = out.add_stream('ffv1')
+            stream.width, stream.height, stream.pix_fmt = im.size[0], im.size[1], 'bgr0'
+            stream.time_base = stream.codec_context.time_base = ms
+            t = 0
+            for i in range(getattr(im, 'n_frames', 1)):
+                im.seek(i)
+                frame = av.VideoFrame.from_ndarray(np.asarray(im.convert('RGB')), format='rgb24').reformat(format='bgr0')
+                duration = im.info.get('duration') or 100  # ms; 0 or none: 10 fps, as browsers show it
+                frame.pts, frame.time_base, frame.duration = t, ms, duration
+                for packet in stream.encode(frame):
+                    packet.duration = duration
+                    out.mux(packet)
+                t += duration
+            out.mux(stream.encode(None))
+    except (OSError, ValueError, EOFError, SyntaxError) as err:
+        raise VideoError(path, f'not an animated WebP, or broken ({first_line(err)})') from None
+    buf.seek(0)
+    return buf
+
+
+def loop_count(path):
+    """How often an animated GIF or WebP plays (Pillow's ``loop``: 0 forever; None: once, no
+    loop extension); None for other files."""
+    if not path.lower().endswith(ANIMATED_EXTS):
+        return None
+    from PIL import Image
+    try:
+        with Image.open(path) as im:
+            return im.info.get('loop')
+    except (OSError, ValueError, EOFError, SyntaxError):
+        return None
 
 
 def _open_input(av, path):
     """The input container and its first video stream; :class:`VideoError` if unreadable."""
     try:
-        container = av.open(path)
+        if path.lower().endswith('.webp') and os.path.isfile(path):
+            container = av.open(_animated_webp(av, path), format='matroska')
+        else:
+            container = av.open(path)
     except av.error.FileNotFoundError:
         raise
     except (av.error.FFmpegError, OSError) as err:
@@ -392,17 +447,18 @@ def scan_video(path, start=None, duration=None, thumb_width=THUMB_WIDTH, **cut_o
     """
     with _opened(path, start, duration) as (av, container, video, window):
         rate = float(_frame_rate(video) or 25)
-        diffs, prev, covered, size, rotation = [], None, 0.0, (0, 0), 0
+        diffs, prev, covered, size, rotation, bits, interlaced = [], None, 0.0, (0, 0), 0, 8, False
         for _, index, frame in _read(av, container, path, window, video):
             thumb = _frame_thumbnail(frame, thumb_width)
             diffs.append(0.0 if prev is None or prev.shape != thumb.shape else frame_difference(prev, thumb))
             prev = thumb
             if index == 0:
-                size, rotation = (frame.width, frame.height), _rotation(frame)
+                size, rotation, bits = (frame.width, frame.height), _rotation(frame), _bits(frame)
+                interlaced = bool(getattr(frame, 'interlaced_frame', False))
             t = float(frame.time) if frame.time is not None else window.t0 + window.start + index / rate
             dur = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 1 / rate
             covered = max(covered, t - window.t0 - window.start + dur)
-        scan = _Scan(len(diffs), find_shots(diffs, **cut_options), covered, size, rotation)
+        scan = _Scan(len(diffs), find_shots(diffs, **cut_options), covered, size, rotation, bits, interlaced)
         _check_complete(path, scan, window, _declared_length(video, container))
     return scan
 
@@ -422,13 +478,20 @@ def _rotation(frame):
         return 0
 
 
+def _bits(frame):
+    """Bits per component of a decoded frame's pixel format (8, 10, 12...)."""
+    return max((c.bits for c in frame.format.components), default=8)
+
+
 def _to_bgr(frame):
-    """A decoded frame as an H x W x 3 BGR uint8 array (alpha dropped), converted with the
-    frame's own colour matrix and range."""
+    """A decoded frame as an H x W x 3 BGR array (alpha dropped), converted with the frame's
+    own colour matrix and range: uint8, or uint16 (full 16-bit scale) for a frame of more than
+    8 bits per component, which the upscaler keeps 16-bit."""
     fmt = frame.format.name
     if fmt in ('bgra', 'rgba', 'argb', 'abgr', 'pal8', 'ya8'):
         return np.ascontiguousarray(frame.to_ndarray(format='bgra')[:, :, :3])
-    return frame.reformat(format='bgr24', src_color_range=frame.color_range or None,
+    deep = _bits(frame) > 8
+    return frame.reformat(format='bgr48le' if deep else 'bgr24', src_color_range=frame.color_range or None,
                           interpolation=_sws_flags()).to_ndarray()
 
 
@@ -479,16 +542,19 @@ def shot_idrs(upscaler, path, scan, idr_mode, start=None, duration=None, samples
 def _video_codec(ext, codec):
     if codec:
         return codec
-    return {'.webm': 'libvpx-vp9', '.gif': 'gif'}.get(ext, 'libx264')
+    return {'.webm': 'libvpx-vp9', '.gif': 'gif', '.webp': 'libwebp_anim'}.get(ext, 'libx264')
 
 
 def _codec_options(codec, crf, preset):
-    """Encoder options: CRF rate control; x264's preset, VP9's speed (``preset`` as cpu-used)."""
+    """Encoder options: CRF rate control; x264's preset, VP9's speed (``preset`` as cpu-used);
+    WebP's quality (:data:`WEBP_QUALITY`; ``crf`` does not apply)."""
     if codec == 'libx264' or codec == 'libx265':
         return {'crf': str(crf), 'preset': preset or X264_PRESET}
     if codec in ('libvpx-vp9', 'libvpx'):
         return {'crf': str(crf), 'b': '0', 'cpu-used': str(preset if preset is not None else VP9_SPEED),
                 'row-mt': '1', 'deadline': 'good'}
+    if codec in ('libwebp_anim', 'libwebp'):
+        return {'quality': str(WEBP_QUALITY)}
     return {}
 
 
@@ -513,14 +579,14 @@ class _VideoWriter:
     """Encodes BGR uint8 frames into a new video stream of ``out``, with the input stream's
     time base, frame rate, colour tags and rotation."""
 
-    def __init__(self, out, ext, codec, video, size, crf, preset, rotation):
+    def __init__(self, out, ext, codec, video, size, crf, preset, rotation, bits=8, notes=None):
         self.codec = _video_codec(ext, codec)
         self.gif = self.codec == 'gif'
         rate = _frame_rate(video)
         self.stream = out.add_stream(self.codec, rate=rate if not self.gif else None,
                                      options=_codec_options(self.codec, crf, preset))
         self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = 'pal8' if self.gif else 'yuv420p'
+        self.stream.pix_fmt = 'pal8' if self.gif else _pixel_format(self.codec, bits, notes)
         tb = video.time_base or (1 / rate if rate else fractions.Fraction(1, 25))
         self.stream.time_base = self.stream.codec_context.time_base = tb
         cc, src = self.stream.codec_context, video.codec_context
@@ -550,16 +616,34 @@ class _VideoWriter:
         """The av frame of BGR ``img``, converted for the encoder, timed as the input ``like``."""
         av = require_av()
         if self.gif:
-            return _pal8_frame(av, img)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:self.size[1], :self.size[0]]), format='bgr24')
+            return _pal8_frame(av, img if img.dtype == np.uint8 else (img >> 8).astype(np.uint8))
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:self.size[1], :self.size[0]]),
+                                           format='bgr48le' if img.dtype == np.uint16 else 'bgr24')
         kwargs = {'interpolation': _sws_flags()}
-        src = self.stream.codec_context
+        src, pix_fmt = self.stream.codec_context, self.stream.pix_fmt
         if src.color_range:
             kwargs['dst_color_range'] = src.color_range
         try:
-            return frame.reformat(format='yuv420p', dst_colorspace=like.colorspace, **kwargs)
+            return frame.reformat(format=pix_fmt, dst_colorspace=like.colorspace, **kwargs)
         except (ValueError, TypeError):  # a colour matrix swscale does not know: its default
-            return frame.reformat(format='yuv420p', **kwargs)
+            return frame.reformat(format=pix_fmt, **kwargs)
+
+
+def _pixel_format(codec, bits, notes):
+    """yuv420p, or for input of more than 8 bits yuv420p10le where the encoder has it (else
+    yuv420p, with a note)."""
+    if bits <= 8:
+        return 'yuv420p'
+    try:
+        formats = [f.name for f in require_av().codec.Codec(codec, 'w').video_formats or ()]
+    except Exception:  # noqa: BLE001  (an encoder PyAV cannot describe: the safe default)
+        formats = []
+    if 'yuv420p10le' in formats:
+        return 'yuv420p10le'
+    if notes is not None:
+        notes.append(f'{bits}-bit input written as 8-bit: the {codec} encoder here has no 10-bit format '
+                     '(libx264 and libx265 do: --video_codec)')
+    return 'yuv420p'
 
 
 def _pal8_frame(av, img):
@@ -730,24 +814,27 @@ def _check_out_path(in_path, out_path):
 
 def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=None, crf=DEFAULT_CRF, preset=None,
                   start=None, duration=None, progress=None, overlap=True):
-    """Upscale a video (or animated GIF) into ``out_path``, frame by frame, one frame in memory.
+    """Upscale a video (or animated GIF or WebP) into ``out_path``, frame by frame, a few frames in memory.
 
     The output has the input's frames, timestamps (so frame rate, variable or not, and start
     time), colour tags, rotation and first audio stream (stream copy where the output
     container takes the codec, else AAC, Opus in WebM); other streams (subtitles, data, more
     audio) are dropped (noted). Sizes are ``upscaler.scale`` times the input's; for yuv420p
     codecs an odd side loses its last pixel row/column (cropped, noted in the result). GIF
-    frames get 256 colours each (median cut); GIF transparency is not kept.
+    frames get 256 colours each (median cut); GIF and WebP frames are composited and their
+    alpha dropped; both keep their frame durations and loop count (with varying WebP
+    durations, FFmpeg's WebP encoder gives the last frame the mean of the others). 10-bit
+    input stays 10-bit where the encoder has a 10-bit format (else a note).
 
     Args:
         upscaler (KDSRUpscaler): The model (``enhance(img, idr=...)``, ``image_idr(img)``, ``scale``).
-        in_path (str): The video: mp4, mkv, webm, mov, avi or GIF (or anything FFmpeg reads).
+        in_path (str): The video: mp4, mkv, webm, mov, avi, animated GIF or WebP (or anything FFmpeg reads).
         out_path (str): The output file; its extension picks the container (:func:`output_name`).
             Written atomically: nothing appears under this name unless the run succeeds.
         idr_mode (str): 'per-shot' (default: one IDR per shot, no flicker), 'per-frame' (each
             frame its own IDR, as images are upscaled) or 'per-video' (one IDR for all frames).
         video_codec (str | None): FFmpeg encoder; None: libx264 (mp4, mkv, mov, avi),
-            libvpx-vp9 (webm), gif (gif).
+            libvpx-vp9 (webm), gif (gif), libwebp_anim (webp).
         crf (int): Constant rate factor of x264/x265/VP9 (lower is better; 18 is visually lossless for x264).
         preset (str | int | None): x264 preset (default 'medium'), or VP9 cpu-used (default 4).
         start (float | None): Seconds into the video to start at (a preview); audio alike, to
@@ -794,9 +881,14 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
     With ``overlap``, decoding (and the conversion to BGR) runs in one thread and encoding and
     muxing in another, each at most :data:`AHEAD` frames from the upscaler, which runs here."""
     timings = result.timings
-    with _opened(in_path, start, duration) as (av, container, video, window), av.open(tmp, 'w') as out:
+    with _opened(in_path, start, duration) as (av, container, video, window), \
+            av.open(tmp, 'w', options=_muxer_options(in_path, ext)) as out:
         result.size, result.rate = _output_size(scan, upscaler.scale, ext, result.notes), _frame_rate(video)
-        writer = _VideoWriter(out, ext, codec, video, result.size, crf, preset, scan.rotation)
+        writer = _VideoWriter(out, ext, codec, video, result.size, crf, preset, scan.rotation, scan.bits,
+                              result.notes)
+        if scan.interlaced:
+            result.notes.append('interlaced input: frames are upscaled as progressive pictures (deinterlace it '
+                                'first for a better result)')
         audio = _AudioTrack(av, out, container, window.t0 + window.start if window.start > 0 else 0.0)
         result.audio = audio.label
         result.notes += [audio.note] if audio.note else []
@@ -829,6 +921,8 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
                 _, up, frame = item
                 out_frame = writer.frame(up, frame)
                 out_frame.pts, out_frame.time_base = clock(frame.pts), video.time_base
+                if frame.duration:
+                    out_frame.duration = frame.duration  # the encoder may need it for the last frame (WebP)
                 writer.mux(out, out_frame, frame.duration)
             timings['encode'] += time.perf_counter() - t
 
@@ -862,6 +956,16 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
         timings['encode'] += time.perf_counter() - t
     if result.frames != scan.frames:
         raise VideoError(in_path, f'{result.frames} frames read now, {scan.frames} before (broken video?)')
+
+
+def _muxer_options(in_path, ext):
+    """An animated GIF or WebP output plays as often as its input did (once when the input is a video)."""
+    loop = loop_count(in_path)
+    if ext == '.gif':
+        return {'loop': '-1' if loop is None else str(loop)}  # GIF muxer: -1 once, 0 forever
+    if ext == '.webp':
+        return {'loop': '1' if loop is None else str(loop)}  # WebP muxer: 0 forever, n times
+    return {}
 
 
 def _fit(img, size):

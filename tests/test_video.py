@@ -244,6 +244,62 @@ def test_animated_gif_stays_animated(upscaler, tmp_path):
     assert got == durations
 
 
+@pytest.mark.parametrize('loop', [0, 3, None])
+def test_animated_gif_plays_as_often_as_its_input(upscaler, tmp_path, loop):
+    from PIL import Image
+    frames = [Image.fromarray(_photo(name, 16, 12)[:, :, ::-1]) for name in ('coffee.png', 'rocket.png')]
+    src = str(tmp_path / 'anim.gif')
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, **({} if loop is None else {'loop': loop}))
+    upscale_video(upscaler, src, str(tmp_path / 'out.gif'))
+    with Image.open(str(tmp_path / 'out.gif')) as im:
+        assert im.info.get('loop') == loop
+
+
+def _animated_webp(path, frames=12, cut=6, duration=80, loop=0):
+    """An animated WebP of two shots (coffee, then rocket), fresh noise in each frame."""
+    from PIL import Image
+    rng = np.random.default_rng(1)
+    shots = _photo('coffee.png', 32, 24)[:, :, ::-1], _photo('rocket.png', 32, 24)[:, :, ::-1]
+    images = [Image.fromarray(np.clip(shots[i >= cut] + rng.normal(0, 3, shots[0].shape), 0, 255).astype(np.uint8))
+              for i in range(frames)]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=duration, loop=loop, lossless=True)
+    return str(path)
+
+
+def test_animated_webp_stays_animated_with_its_shots_timing_and_loop(upscaler, tmp_path):
+    from PIL import Image
+    src = _animated_webp(tmp_path / 'anim.webp', loop=2)
+    Image.fromarray(_photo('coffee.png', 32, 24)).save(str(tmp_path / 'still.webp'))
+    assert is_video_file(src) and not is_video_file(str(tmp_path / 'still.webp'))  # a still WebP is an image
+
+    recording = Recording(upscaler)
+    out = str(tmp_path / output_name(src))
+    result = upscale_video(recording, src, out)
+    assert out.endswith('anim_out.webp') and result.frames == 12 and result.shots == [0, 6] and result.audio == 'none'
+    assert all(torch.equal(recording.idrs[i], recording.idrs[0]) for i in range(6))
+    assert not torch.equal(recording.idrs[6], recording.idrs[0])
+    with Image.open(out) as im:
+        assert im.n_frames == 12 and im.size == (128, 96) and im.info['loop'] == 2
+        durations = []
+        for k in range(im.n_frames):
+            im.seek(k)
+            im.load()
+            durations.append(im.info['duration'])
+            assert np.asarray(im.convert('RGB')).std() > 10  # a picture, not a blank frame
+    assert durations == [80] * 12
+    assert sorted(os.listdir(tmp_path)) == ['anim.webp', 'anim_out.webp', 'still.webp']
+
+
+def test_a_truncated_animated_webp_is_one_error_and_no_output(upscaler, tmp_path):
+    src = _animated_webp(tmp_path / 'anim.webp')
+    data = open(src, 'rb').read()
+    cut = tmp_path / 'cut.webp'
+    cut.write_bytes(data[:len(data) * 2 // 3])
+    with pytest.raises(VideoError, match=r'cut\.webp'):
+        upscale_video(upscaler, str(cut), str(tmp_path / 'cut_out.webp'))
+    assert not (tmp_path / 'cut_out.webp').exists() and _leftovers(tmp_path, 'partial') == []
+
+
 def test_names_and_options(upscaler, clip, tmp_path, monkeypatch):
     assert output_name('/a/b/clip.MP4') == 'clip_out.mp4'
     assert output_name('old.avi', 'x4') == 'old_x4.mkv'
@@ -358,3 +414,56 @@ def test_a_failure_in_either_thread_stops_the_run_and_leaves_no_output(upscaler,
     assert not out.exists() and _leftovers(tmp_path, '.partial') == [] and os.listdir(tmp_path) == []
     assert threading.active_count() == threads
     assert len(calls) <= 5 + video.AHEAD + 1  # stopped within a few frames of the failure
+
+
+def _make_clip(path, codec='libx264', pix_fmt='yuv420p', frames=6, options=None, flags=None):
+    """A short one-shot clip with fine gradients (so that 10-bit precision shows)."""
+    base = _photo('coffee.png').astype(np.float32)
+    with av.open(str(path), 'w') as out:
+        stream = out.add_stream(codec, rate=FPS, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
+        if flags:
+            stream.codec_context.flags |= flags
+        for i in range(frames):
+            img = np.clip((base + i) * 257, 0, 65535).astype(np.uint16)
+            frame = av.VideoFrame.from_ndarray(img, format='bgr48le').reformat(format=pix_fmt)
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return str(path)
+
+
+def test_10_bit_video_stays_10_bit_where_the_encoder_can(upscaler, tmp_path):
+    src = _make_clip(tmp_path / 'deep.mkv', pix_fmt='yuv420p10le', options={'crf': '4'})
+    out = str(tmp_path / 'deep_out.mkv')
+    result = upscale_video(upscaler, src, out)
+    assert result.notes == [] and result.frames == 6
+    with av.open(out) as c:
+        stream = c.streams.video[0]
+        assert stream.codec_context.pix_fmt == 'yuv420p10le'
+        luma = next(c.decode(stream)).to_ndarray()[:4 * H]  # the 10-bit Y plane
+    assert luma.max() > 255 and (luma % 4 != 0).mean() > 0.5  # 10-bit precision, not 8 bits shifted up
+
+    webm = str(tmp_path / 'deep_out.webm')  # this VP9 build is 8-bit only: written as 8-bit, said so
+    result = upscale_video(upscaler, src, webm)
+    assert result.notes == ['10-bit input written as 8-bit: the libvpx-vp9 encoder here has no 10-bit format '
+                            '(libx264 and libx265 do: --video_codec)']
+    with av.open(webm) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == 'yuv420p'
+
+
+def test_8_bit_video_stays_8_bit(upscaler, clip, tmp_path):
+    out = str(tmp_path / 'out.mp4')
+    upscale_video(upscaler, clip, out)
+    with av.open(out) as c:
+        assert c.streams.video[0].codec_context.pix_fmt == 'yuv420p'
+
+
+def test_interlaced_video_gets_a_notice(upscaler, tmp_path):
+    src = _make_clip(tmp_path / 'tv.mkv', codec='mpeg2video', options={'b': '2M'},
+                     flags=av.codec.context.Flags.interlaced_dct | av.codec.context.Flags.interlaced_me)
+    with av.open(src) as c:
+        assert next(c.decode(video=0)).interlaced_frame
+    result = upscale_video(upscaler, src, str(tmp_path / 'tv_out.mkv'))
+    assert any(n.startswith('interlaced input: frames are upscaled as progressive pictures') for n in result.notes)
+    assert result.frames == 6
