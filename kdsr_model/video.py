@@ -23,8 +23,9 @@ More than 8 bits per component (10-bit video) are decoded to 16-bit BGR, upscale
 encoded yuv420p10le where the encoder has it. Animated WebP, which FFmpeg cannot decode, is
 read by Pillow into an in-memory lossless copy first (:func:`_animated_webp`).
 
-Frame timestamps are copied (variable frame rate and start time survive), and so is the audio
-(stream copy where the output container takes its codec, else re-encoded). Output goes to a
+Frame timestamps are copied (variable frame rate and start time survive), and so are the audio
+streams (stream copy where the output container takes their codec, else re-encoded) and the
+subtitle streams (copied). Output goes to a
 hidden temporary file renamed at the end: a failed or killed run leaves nothing under the
 final name. Nothing here prints; progress goes to an optional callback.
 
@@ -88,7 +89,8 @@ class VideoResult:
         seconds (float): Wall time of the whole run.
         size (tuple): Output ``(width, height)``.
         rate (Fraction | None): The frame rate written in the output's header (the input's average).
-        audio (str): 'copied (<codec>)', 're-encoded (<codec>)' or 'none'.
+        audio (str): 'copied (<codec>)', 're-encoded (<codec>)' or 'none' (several: joined by '; ').
+        streams (list[str]): Each stream kept besides the video, e.g. 'subtitle #2: copied (subrip)'.
         notes (list[str]): Things worth telling the user (e.g. a pixel cropped, streams dropped).
         timings (dict): Seconds spent in 'analysis' (passes 1-2), 'decode', 'upscale' and 'encode'
             (with the overlap, decode and encode run in their own threads), and with it 'wait':
@@ -103,6 +105,7 @@ class VideoResult:
     size: tuple = (0, 0)
     rate: fractions.Fraction = None
     audio: str = 'none'
+    streams: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
 
@@ -334,17 +337,19 @@ def _seek(container, stream, window):
         container.seek(0)
 
 
-def _read(av, container, path, window, video, audio=None):
-    """Yield ``('video', index, frame)`` for the frames in ``window`` and ``('audio', packet)``
-    for ``audio``'s packets, in file order; stop once both are past the window's end.
+def _read(av, container, path, window, video, others=()):
+    """Yield ``('video', index, frame)`` for the frames in ``window`` and ``('packet', packet)``
+    for the packets of the streams ``others`` (audio, subtitles) in it, in file order; stop
+    once the video and every audio stream are past the window's end (subtitles are sparse).
 
     Frames without a timestamp are timed by their index and the frame rate. Read errors
     become :class:`VideoError` naming ``path``.
     """
     _seek(container, video, window)
     rate = _frame_rate(video) or 25
-    streams = [video] + ([audio] if audio is not None else [])
-    index, decoded, video_done, audio_done = 0, 0, False, audio is None
+    streams = [video, *others]
+    waiting = {s for s in others if s.type == 'audio'}  # streams not yet past the window's end
+    index, decoded, video_done = 0, 0, False
     try:
         for packet in container.demux(*streams):
             if packet.stream is video:
@@ -366,10 +371,10 @@ def _read(av, container, path, window, video, audio=None):
                 if where < 0 and window.start <= 0:
                     where = 0  # priming packets before the first frame belong to the start
                 if where > 0:
-                    audio_done = True
+                    waiting.discard(packet.stream)
                 elif where == 0:
-                    yield 'audio', packet
-            if video_done and audio_done:
+                    yield 'packet', packet
+            if video_done and not waiting:
                 return
     except av.error.FFmpegError as err:
         raise VideoError(path, f'broken video ({_reason(err)})') from None
@@ -587,6 +592,9 @@ class _VideoWriter:
                                      options=_codec_options(self.codec, crf, preset))
         self.stream.width, self.stream.height = size
         self.stream.pix_fmt = 'pal8' if self.gif else _pixel_format(self.codec, bits, notes)
+        sar = video.sample_aspect_ratio or video.codec_context.sample_aspect_ratio
+        if sar and sar != 1 and not self.gif:  # non-square pixels stay so: the picture keeps its shape
+            self.stream.codec_context.sample_aspect_ratio = sar
         tb = video.time_base or (1 / rate if rate else fractions.Fraction(1, 25))
         self.stream.time_base = self.stream.codec_context.time_base = tb
         cc, src = self.stream.codec_context, video.codec_context
@@ -657,49 +665,49 @@ def _pal8_frame(av, img):
     return av.VideoFrame.from_ndarray((np.asarray(q), argb), format='pal8')
 
 
-class _AudioTrack:
-    """The input's first audio stream carried into ``out``: packets copied (stream copy) when
-    ``out``'s container takes the codec, else decoded and re-encoded to AAC (Opus in WebM).
-    With a window starting after 0, packets are shifted back by its start, as the frames are.
+class _Track:
+    """One input stream besides the video carried into ``out``: packets copied (stream copy),
+    shifted back by the window's start as the frames are.
 
     Attributes:
-        source (Stream | None): The input audio stream (None: no audio, or none wanted).
-        label (str): For :class:`VideoResult`'s ``audio``.
+        source (Stream): The input stream.
+        kind (str): 'audio' or 'subtitle'.
+        label (str): What happened to it, e.g. 'copied (aac)'.
     """
+    copy = True
 
-    def __init__(self, av, out, container, offset_s):
-        self.source, self.stream, self.label, self.note = None, None, 'none', None
-        self.copy, self.resampler = True, None
-        if not container.streams.audio:
+    def __init__(self, out, source, offset_s):
+        self.source, self.kind = source, source.type
+        self.offset = round(offset_s / source.time_base)
+        self.stream = out.add_stream_from_template(source)
+        self.label = f'copied ({source.codec_context.name})'
+
+    def mux(self, out, packet):
+        """Write input ``packet`` to ``out`` (None: the end; nothing to flush when copying)."""
+        if packet is None:
             return
-        audio = container.streams.audio[0]
-        if out.format.name == 'gif':
-            self.note = 'audio dropped: GIF has none'
-            return
-        self.source = audio
-        self.offset = round(offset_s / audio.time_base)
-        name = audio.codec_context.name
-        if name in out.supported_codecs:
-            self.stream, self.label = out.add_stream_from_template(audio), f'copied ({name})'
-            return
-        self.copy = False
+        packet.pts = None if packet.pts is None else packet.pts - self.offset
+        packet.dts = None if packet.dts is None else packet.dts - self.offset
+        packet.stream = self.stream
+        out.mux(packet)
+
+
+class _ReencodedAudio(_Track):
+    """An audio stream whose codec ``out``'s container does not take: decoded and re-encoded
+    to AAC (Opus in WebM)."""
+    copy = False
+
+    def __init__(self, av, out, source):
+        self.source, self.kind = source, 'audio'
         codec = 'libopus' if out.format.name == 'webm' else 'aac'
-        rate = 48000 if codec == 'libopus' else audio.codec_context.sample_rate
+        rate = 48000 if codec == 'libopus' else source.codec_context.sample_rate
         self.stream = out.add_stream(codec, rate=rate)
-        self.stream.layout = 'stereo' if audio.codec_context.channels > 1 else 'mono'
+        self.stream.layout = 'stereo' if source.codec_context.channels > 1 else 'mono'
         self.resampler = av.AudioResampler(format=self.stream.codec_context.format.name, layout=self.stream.layout,
                                            rate=rate)
         self.label = f're-encoded ({codec})'
 
     def mux(self, out, packet):
-        """Write input ``packet`` to ``out`` (None: flush the encoder when re-encoding)."""
-        if self.copy:
-            if packet is not None:
-                packet.pts = None if packet.pts is None else packet.pts - self.offset
-                packet.dts = None if packet.dts is None else packet.dts - self.offset
-                packet.stream = self.stream
-                out.mux(packet)
-            return
         for frame in (packet.decode() if packet is not None else [None]):
             if frame is not None:
                 frame.pts = None  # the resampler and the encoder count samples from the start
@@ -707,6 +715,30 @@ class _AudioTrack:
                 out.mux(self.stream.encode(resampled))
         if packet is None:
             out.mux(self.stream.encode(None))
+
+
+def _tracks(av, out, container, video, offset_s, notes):
+    """The input's streams besides ``video`` that ``out`` carries: every audio stream (copied,
+    else re-encoded) and every subtitle stream the output container takes (copied); a note
+    for each stream left out."""
+    tracks, fmt = [], out.format.name
+    for stream in container.streams:
+        if stream is video:
+            continue
+        name = stream.codec_context.name if stream.codec_context else stream.type
+        if fmt in ('gif', 'webp'):
+            notes.append(f'{stream.type} stream #{stream.index} ({name}) dropped: {fmt.upper()} holds pictures only')
+        elif stream.type == 'audio':
+            tracks.append(_Track(out, stream, offset_s) if name in out.supported_codecs else
+                          _ReencodedAudio(av, out, stream))
+        elif stream.type == 'subtitle' and name in out.supported_codecs:
+            tracks.append(_Track(out, stream, offset_s))
+        elif stream.type == 'subtitle':
+            notes.append(f'subtitle stream #{stream.index} ({name}) dropped: {fmt} cannot hold it '
+                         '(an mkv output can: -o with .mkv, or convert it first)')
+        else:
+            notes.append(f'{stream.type} stream #{stream.index} ({name}) not kept')
+    return tracks
 
 
 # ----------------------------------------------------------------- threads
@@ -817,9 +849,10 @@ def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=
     """Upscale a video (or animated GIF or WebP) into ``out_path``, frame by frame, a few frames in memory.
 
     The output has the input's frames, timestamps (so frame rate, variable or not, and start
-    time), colour tags, rotation and first audio stream (stream copy where the output
-    container takes the codec, else AAC, Opus in WebM); other streams (subtitles, data, more
-    audio) are dropped (noted). Sizes are ``upscaler.scale`` times the input's; for yuv420p
+    time), colour tags, rotation, pixel aspect ratio, every audio stream (stream copy where
+    the output container takes the codec, else AAC, Opus in WebM) and every subtitle stream
+    the output container takes (copied); other streams (data, attachments, subtitles the
+    container cannot hold) are dropped, each with a note. Sizes are ``upscaler.scale`` times the input's; for yuv420p
     codecs an odd side loses its last pixel row/column (cropped, noted in the result). GIF
     frames get 256 colours each (median cut); GIF and WebP frames are composited and their
     alpha dropped; both keep their frame durations and loop count (with varying WebP
@@ -889,20 +922,21 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
         if scan.interlaced:
             result.notes.append('interlaced input: frames are upscaled as progressive pictures (deinterlace it '
                                 'first for a better result)')
-        audio = _AudioTrack(av, out, container, window.t0 + window.start if window.start > 0 else 0.0)
-        result.audio = audio.label
-        result.notes += [audio.note] if audio.note else []
-        if window.start > 0 and audio.source is not None:
-            result.notes.append('audio trimmed to whole packets (within 20-60 ms)' if audio.copy else 'audio trimmed')
-        others = len(container.streams) - 1 - (audio.source is not None)
-        if others:
-            result.notes.append(f'{others} other stream(s) (subtitles, data, more audio) not kept')
+        tracks = _tracks(av, out, container, video, window.t0 + window.start if window.start > 0 else 0.0,
+                         result.notes)
+        by_source = {t.source: t for t in tracks}
+        result.streams = [f'{t.kind} #{t.source.index}: {t.label}' for t in tracks]
+        audio = [t for t in tracks if t.kind == 'audio']
+        result.audio = '; '.join(t.label for t in audio) or 'none'
+        if window.start > 0 and audio:
+            result.notes.append('audio trimmed to whole packets (within 20-60 ms)'
+                                if all(t.copy for t in audio) else 'audio trimmed')
         clock = _Clock(round((window.t0 + window.start) / video.time_base) if window.start > 0 else 0,
                        _frame_step(video))
 
         def decoded():
             """The input's items, video frames as ``('video', index, frame, bgr)``; decode time counted."""
-            items = _read(av, container, in_path, window, video, audio.source)
+            items = _read(av, container, in_path, window, video, list(by_source))
             while True:
                 t = time.perf_counter()
                 item = next(items, None)
@@ -915,8 +949,8 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
 
         def encode(item):
             t = time.perf_counter()
-            if item[0] == 'audio':
-                audio.mux(out, item[1])
+            if item[0] == 'packet':
+                by_source[item[1].stream].mux(out, item[1])
             else:
                 _, up, frame = item
                 out_frame = writer.frame(up, frame)
@@ -950,8 +984,8 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
                 sink.close(abort=not done)
                 timings['wait'] = source.waited + sink.waited
         t = time.perf_counter()
-        if audio.source is not None:
-            audio.mux(out, None)
+        for track in tracks:
+            track.mux(out, None)
         writer.mux(out, None)
         timings['encode'] += time.perf_counter() - t
     if result.frames != scan.frames:

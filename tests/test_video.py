@@ -467,3 +467,62 @@ def test_interlaced_video_gets_a_notice(upscaler, tmp_path):
     result = upscale_video(upscaler, src, str(tmp_path / 'tv_out.mkv'))
     assert any(n.startswith('interlaced input: frames are upscaled as progressive pictures') for n in result.notes)
     assert result.frames == 6
+
+
+def _multi_stream_clip(tmp_path):
+    """An mkv with non-square pixels (SAR 4:3), a subtitle stream (SubRip) and two audio streams."""
+    srt = tmp_path / 'subs.srt'
+    srt.write_text('1\n00:00:00,000 --> 00:00:00,400\nhello\n\n2\n00:00:00,500 --> 00:00:00,900\nworld\n')
+    path = str(tmp_path / 'multi.mkv')
+    with av.open(str(srt)) as subs, av.open(path, 'w') as out:
+        video = out.add_stream('libx264', rate=FPS, options={'crf': '10'})
+        video.width, video.height, video.pix_fmt = W, H, 'yuv420p'
+        video.codec_context.sample_aspect_ratio = fractions.Fraction(4, 3)
+        text = out.add_stream_from_template(subs.streams.subtitles[0])
+        sounds = [out.add_stream(codec, rate=SAMPLE_RATE) for codec in ('aac', 'libopus')]
+        for sound in sounds:
+            sound.layout = 'mono'
+        for i in range(FPS):
+            frame = av.VideoFrame.from_ndarray(_photo('coffee.png'), format='bgr24')
+            frame.pts = i
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        for packet in subs.demux(subs.streams.subtitles[0]):
+            if packet.size:
+                packet.stream = text
+                out.mux(packet)
+        for sound in sounds:
+            _write_sine(out, sound, 1.0)
+    return path
+
+
+def _subtitles(path):
+    with av.open(path) as c:
+        return [(bytes(p), p.pts * p.time_base, p.duration * p.time_base) for p in c.demux(c.streams.subtitles[0])
+                if p.size]
+
+
+def test_every_audio_and_subtitle_stream_and_the_pixel_aspect_are_kept(upscaler, tmp_path):
+    src = _multi_stream_clip(tmp_path)
+    out = str(tmp_path / output_name(src))
+    result = upscale_video(upscaler, src, out)
+    assert result.notes == [] and result.audio == 'copied (aac); copied (opus)'
+    assert result.streams == ['subtitle #1: copied (srt)', 'audio #2: copied (aac)', 'audio #3: copied (opus)']
+    with av.open(out) as c:
+        assert [(s.type, s.codec_context.name) for s in c.streams] == [
+            ('video', 'h264'), ('subtitle', 'srt'), ('audio', 'aac'), ('audio', 'opus')]
+        assert c.streams.video[0].sample_aspect_ratio == fractions.Fraction(4, 3)
+        assert (c.streams.video[0].width, c.streams.video[0].height) == (4 * W, 4 * H)
+    assert _subtitles(out) == _subtitles(src) == [(b'hello', 0, fractions.Fraction(2, 5)),
+                                                 (b'world', fractions.Fraction(1, 2), fractions.Fraction(2, 5))]
+
+    preview = str(tmp_path / 'preview.mkv')  # a window from 0.45 s: the second line, shifted to the start
+    upscale_video(upscaler, src, preview, start=0.45)
+    assert [(text, t) for text, t, _ in _subtitles(preview)] == [(b'world', fractions.Fraction(1, 20))]
+
+    mp4 = str(tmp_path / 'multi_out.mp4')  # MP4 holds no SubRip: said, and the rest goes on
+    result = upscale_video(upscaler, src, mp4)
+    assert result.notes == ['subtitle stream #1 (srt) dropped: mp4 cannot hold it (an mkv output can: -o with .mkv, '
+                            'or convert it first)']
+    with av.open(mp4) as c:
+        assert [s.type for s in c.streams] == ['video', 'audio', 'audio']
