@@ -25,7 +25,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 
 from kdsr_arch.checkpoint import load_kdsr
 from kdsr_model.data.bands import BANDS, SCALE, centre_crop, degrade_band
-from kdsr_model.upscaler import KDSRUpscaler
+from kdsr_model.upscaler import KDSRUpscaler, edge_padded
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CROP = 384
@@ -56,10 +56,11 @@ def teacher_method(path, param_key='auto'):
         raise SystemExit(f'bands.py: error: --teacher {path}: not a teacher checkpoint (use --model).')
     net.eval()
 
-    def run(lr, hr):
+    def run(lr, hr):  # as kdsr-eval runs teachers: the IDR from (LR, HR), the generator edge-padded
         with torch.no_grad():
-            out = net(to_tensor(lr), to_tensor(hr))
-        return to_image(out[0] if isinstance(out, tuple) else out)  # (SR, IDR) in training mode
+            lq = to_tensor(lr)
+            idr = net.encode(lq, to_tensor(hr))[0]
+            return to_image(edge_padded(lambda x: net.upsample(x, idr), lq, SCALE))
 
     return run
 

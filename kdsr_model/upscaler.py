@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -37,6 +38,19 @@ IDR_MAX_PIXELS = 1024 * 1024  # the encoder sees at most this many LR pixels (ar
 MIN_TILE = 32
 CPU_TILE_BUDGET = 1.5 * 2**30  # bytes of activations per tile on CPU (keeps a 1080p x4 run near 2-3 GB)
 UPSAMPLE_CHUNK = 128  # LR side of the sub-tiles the upsampler + tail run on
+EDGE_PAD = 4  # LR pixels of reflect padding on every side (the nets' zero padding tints the borders)
+
+
+def edge_padded(generate: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tensor, scale: int,
+                pad: int | None = None) -> torch.Tensor:
+    """``generate`` (an LR -> x``scale`` SR function) run on ``lq`` reflect-padded by ``pad``
+    (default :data:`EDGE_PAD`; at most one less than each side) on every side, its output
+    cropped back to ``scale`` times ``lq``'s size."""
+    h, w = lq.shape[-2:]
+    e = min(EDGE_PAD if pad is None else pad, h - 1, w - 1)  # reflection needs pad < side
+    if e <= 0:
+        return generate(lq)
+    return generate(F.pad(lq, (e, e, e, e), mode='reflect'))[..., e * scale:(e + h) * scale, e * scale:(e + w) * scale]
 
 
 def pick_device(device: str | torch.device = 'auto', gpu_id: int | None = None) -> torch.device:
@@ -200,9 +214,16 @@ class KDSRUpscaler:
 
     @torch.inference_mode()
     def upsample_tensor(self, lq: torch.Tensor, idr: torch.Tensor | None = None) -> torch.Tensor:
-        """(1, 3, h, w) float CPU tensor in [0, 1] -> (1, 3, s*h, s*w) float CPU tensor."""
+        """(1, 3, h, w) float CPU tensor in [0, 1] -> (1, 3, s*h, s*w) float CPU tensor.
+
+        The image is reflect-padded by :data:`EDGE_PAD` pixels on every side and the output
+        cropped back: the nets' zero padding would otherwise tint the outermost output pixels
+        (up to 50 levels in the corners of a flat image; under 2 with the pad)."""
         if idr is None:
             idr = self.idr(lq)
+        return edge_padded(lambda x: self._upsample(x, idr), lq, self.scale)
+
+    def _upsample(self, lq, idr):
         tile = self.tile or self.auto_tile(*lq.shape[-2:])
         while True:
             try:

@@ -236,11 +236,12 @@ class _Scan:
     rotation: int = 0
     bits: int = 8  # bits per component of the first frame (10 for 10-bit video)
     interlaced: bool = False  # the first frame is flagged interlaced
+    alpha: bool = False  # some frame has transparent pixels (animated GIF / WebP)
 
 
 def _animated_webp(av, path):
     """FFmpeg does not decode animated WebP: Pillow reads its frames (composited on the canvas,
-    alpha dropped) into an in-memory lossless FFV1/Matroska copy with millisecond timestamps,
+    with their alpha) into an in-memory lossless FFV1/Matroska copy with millisecond timestamps,
     which is then read as any video. Its size is that of the input's frames, compressed
     losslessly (animated WebPs are short); the passes each make their own."""
     from PIL import Image
@@ -248,12 +249,12 @@ def _animated_webp(av, path):
     try:
         with Image.open(path) as im, av.open(buf, 'w', format='matroska') as out:
             stream = out.add_stream('ffv1')
-            stream.width, stream.height, stream.pix_fmt = im.size[0], im.size[1], 'bgr0'
+            stream.width, stream.height, stream.pix_fmt = im.size[0], im.size[1], 'bgra'
             stream.time_base = stream.codec_context.time_base = ms
             t = 0
             for i in range(getattr(im, 'n_frames', 1)):
                 im.seek(i)
-                frame = av.VideoFrame.from_ndarray(np.asarray(im.convert('RGB')), format='rgb24').reformat(format='bgr0')
+                frame = av.VideoFrame.from_ndarray(np.asarray(im.convert('RGBA')), format='rgba').reformat(format='bgra')
                 duration = im.info.get('duration') or 100  # ms; 0 or none: 10 fps, as browsers show it
                 frame.pts, frame.time_base, frame.duration = t, ms, duration
                 for packet in stream.encode(frame):
@@ -452,9 +453,10 @@ def scan_video(path, start=None, duration=None, thumb_width=THUMB_WIDTH, **cut_o
     """
     with _opened(path, start, duration) as (av, container, video, window):
         rate = float(_frame_rate(video) or 25)
-        diffs, prev, covered, size, rotation, bits, interlaced = [], None, 0.0, (0, 0), 0, 8, False
+        diffs, prev, covered, size, rotation, bits, interlaced, alpha = [], None, 0.0, (0, 0), 0, 8, False, False
         for _, index, frame in _read(av, container, path, window, video):
             thumb = _frame_thumbnail(frame, thumb_width)
+            alpha = alpha or _transparent(frame)
             diffs.append(0.0 if prev is None or prev.shape != thumb.shape else frame_difference(prev, thumb))
             prev = thumb
             if index == 0:
@@ -463,7 +465,7 @@ def scan_video(path, start=None, duration=None, thumb_width=THUMB_WIDTH, **cut_o
             t = float(frame.time) if frame.time is not None else window.t0 + window.start + index / rate
             dur = float(frame.duration * frame.time_base) if frame.duration and frame.time_base else 1 / rate
             covered = max(covered, t - window.t0 - window.start + dur)
-        scan = _Scan(len(diffs), find_shots(diffs, **cut_options), covered, size, rotation, bits, interlaced)
+        scan = _Scan(len(diffs), find_shots(diffs, **cut_options), covered, size, rotation, bits, interlaced, alpha)
         _check_complete(path, scan, window, _declared_length(video, container))
     return scan
 
@@ -488,13 +490,22 @@ def _bits(frame):
     return max((c.bits for c in frame.format.components), default=8)
 
 
-def _to_bgr(frame):
-    """A decoded frame as an H x W x 3 BGR array (alpha dropped), converted with the frame's
-    own colour matrix and range: uint8, or uint16 (full 16-bit scale) for a frame of more than
-    8 bits per component, which the upscaler keeps 16-bit."""
+ALPHA_FORMATS = ('bgra', 'rgba', 'argb', 'abgr', 'pal8', 'ya8')  # decoded formats that may carry transparency
+
+
+def _transparent(frame):
+    """Whether a decoded frame has pixels that are not opaque."""
+    return frame.format.name in ALPHA_FORMATS and int(frame.to_ndarray(format='bgra')[:, :, 3].min()) < 255
+
+
+def _to_bgr(frame, alpha=False):
+    """A decoded frame as an H x W x 3 BGR array (``alpha``: H x W x 4 BGRA where the frame's
+    format has alpha; else dropped), converted with the frame's own colour matrix and range:
+    uint8, or uint16 (full 16-bit scale) for a frame of more than 8 bits per component, which
+    the upscaler keeps 16-bit."""
     fmt = frame.format.name
-    if fmt in ('bgra', 'rgba', 'argb', 'abgr', 'pal8', 'ya8'):
-        return np.ascontiguousarray(frame.to_ndarray(format='bgra')[:, :, :3])
+    if fmt in ALPHA_FORMATS:
+        return np.ascontiguousarray(frame.to_ndarray(format='bgra')[:, :, :4 if alpha else 3])
     deep = _bits(frame) > 8
     return frame.reformat(format='bgr48le' if deep else 'bgr24', src_color_range=frame.color_range or None,
                           interpolation=_sws_flags()).to_ndarray()
@@ -584,14 +595,18 @@ class _VideoWriter:
     """Encodes BGR uint8 frames into a new video stream of ``out``, with the input stream's
     time base, frame rate, colour tags and rotation."""
 
-    def __init__(self, out, ext, codec, video, size, crf, preset, rotation, bits=8, notes=None):
+    def __init__(self, out, ext, codec, video, size, crf, preset, rotation, bits=8, notes=None, alpha=False):
         self.codec = _video_codec(ext, codec)
         self.gif = self.codec == 'gif'
+        self.alpha = alpha and self.codec in ('gif', 'libwebp_anim')  # formats that keep transparency
+        if alpha and not self.alpha and notes is not None:
+            notes.append(f'transparency dropped: {self.codec} keeps none (GIF and WebP outputs do)')
         rate = _frame_rate(video)
         self.stream = out.add_stream(self.codec, rate=rate if not self.gif else None,
                                      options=_codec_options(self.codec, crf, preset))
         self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = 'pal8' if self.gif else _pixel_format(self.codec, bits, notes)
+        self.stream.pix_fmt = 'pal8' if self.gif else 'yuva420p' if self.alpha else _pixel_format(
+            self.codec, bits, notes)
         sar = video.sample_aspect_ratio or video.codec_context.sample_aspect_ratio
         if sar and sar != 1 and not self.gif:  # non-square pixels stay so: the picture keeps its shape
             self.stream.codec_context.sample_aspect_ratio = sar
@@ -625,8 +640,9 @@ class _VideoWriter:
         av = require_av()
         if self.gif:
             return _pal8_frame(av, img if img.dtype == np.uint8 else (img >> 8).astype(np.uint8))
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[:self.size[1], :self.size[0]]),
-                                           format='bgr48le' if img.dtype == np.uint16 else 'bgr24')
+        img = img[:self.size[1], :self.size[0], :4 if self.alpha else 3]
+        fmt = 'bgra' if img.shape[2] == 4 else 'bgr48le' if img.dtype == np.uint16 else 'bgr24'
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format=fmt)
         kwargs = {'interpolation': _sws_flags()}
         src, pix_fmt = self.stream.codec_context, self.stream.pix_fmt
         if src.color_range:
@@ -655,14 +671,20 @@ def _pixel_format(codec, bits, notes):
 
 
 def _pal8_frame(av, img):
-    """A GIF frame of BGR ``img``: 256 colours by median cut (Pillow), its own palette."""
+    """A GIF frame of BGR(A) ``img``: 256 colours by median cut (Pillow), its own palette; with
+    alpha, 255 colours and a transparent one for the pixels less than half opaque."""
     from PIL import Image
-    q = Image.fromarray(np.ascontiguousarray(img[:, :, ::-1])).quantize(GIF_COLOURS)
+    alpha = img.shape[2] == 4
+    q = Image.fromarray(np.ascontiguousarray(img[:, :, 2::-1])).quantize(GIF_COLOURS - alpha)
     pal = np.zeros((256, 3), np.uint8)
-    rgb = np.asarray(q.getpalette()[:768], np.uint8).reshape(-1, 3)
+    rgb = np.asarray(q.getpalette()[:768], np.uint8).reshape(-1, 3)[:GIF_COLOURS - alpha]
     pal[:len(rgb)] = rgb
     argb = np.concatenate([np.full((256, 1), 255, np.uint8), pal], axis=1)
-    return av.VideoFrame.from_ndarray((np.asarray(q), argb), format='pal8')
+    index = np.asarray(q)
+    if alpha:
+        argb[255, 0] = 0
+        index = np.where(img[:, :, 3] < 128, 255, index).astype(np.uint8)
+    return av.VideoFrame.from_ndarray((index, argb), format='pal8')
 
 
 class _Track:
@@ -918,7 +940,7 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
             av.open(tmp, 'w', options=_muxer_options(in_path, ext)) as out:
         result.size, result.rate = _output_size(scan, upscaler.scale, ext, result.notes), _frame_rate(video)
         writer = _VideoWriter(out, ext, codec, video, result.size, crf, preset, scan.rotation, scan.bits,
-                              result.notes)
+                              result.notes, scan.alpha)
         if scan.interlaced:
             result.notes.append('interlaced input: frames are upscaled as progressive pictures (deinterlace it '
                                 'first for a better result)')
@@ -941,7 +963,7 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
                 t = time.perf_counter()
                 item = next(items, None)
                 if item is not None and item[0] == 'video':
-                    item = (*item, _fit(_to_bgr(item[2]), scan.size))
+                    item = (*item, _fit(_to_bgr(item[2], scan.alpha), scan.size))
                 timings['decode'] += time.perf_counter() - t
                 if item is None:
                     return

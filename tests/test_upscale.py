@@ -68,18 +68,39 @@ def test_tiled_equals_untiled_with_the_default_pad(student_file, photos):
 def test_upsampler_sub_tiles_equal_the_plain_generator(student_file, photos):
     """Above UPSAMPLE_CHUNK LR pixels the upsampler + tail run on sub-tiles: same output as
     ``net.upsample`` on the whole image, in both layouts, tiled or not."""
-    from kdsr_model.upscaler import UPSAMPLE_CHUNK
+    from kdsr_model.upscaler import EDGE_PAD, UPSAMPLE_CHUNK
     img = cv2.imread(os.path.join(photos, 'val', sorted(os.listdir(os.path.join(photos, 'val')))[0]))
     lq = torch.from_numpy(img[:UPSAMPLE_CHUNK + 30, :UPSAMPLE_CHUNK + 45, ::-1].astype(np.float32) / 255)
     lq = lq.permute(2, 0, 1).unsqueeze(0).contiguous()
     up = KDSRUpscaler(student_file, device='cpu', bf16=False)
+    e, s, (h, w) = EDGE_PAD, up.scale, lq.shape[-2:]
     with torch.no_grad():
         idr = up.net.encode(lq)[0]
-        plain = up.net.to(memory_format=torch.contiguous_format).upsample(lq, idr)
+        padded = torch.nn.functional.pad(lq, (e, e, e, e), mode='reflect')
+        plain = up.net.to(memory_format=torch.contiguous_format).upsample(padded, idr)
+        plain = plain[..., e * s:(e + h) * s, e * s:(e + w) * s]
         up.net.to(memory_format=up.memory_format)
     assert (up.upsample_tensor(lq, idr) - plain).abs().max().item() < 1e-5
     up.tile = 64
     assert (up.upsample_tensor(lq, idr) - plain).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize('value', [0, 128, 255])
+def test_borders_of_a_flat_image_stay_flat(value):
+    """The built-in model's zero padding tinted the corners of a flat image by 14-66 levels;
+    the reflect padding of every side keeps every output pixel within 2 levels."""
+    import kdsr_model.upscaler as upscaler
+    up = KDSRUpscaler(device='cpu', bf16=False)
+    flat = np.full((24, 32, 3), value, np.uint8)
+    out, _ = up.enhance(flat)
+    assert out.shape == (96, 128, 3) and np.abs(out.astype(int) - value).max() <= 2
+    upscaler.EDGE_PAD, saved = 0, upscaler.EDGE_PAD
+    try:
+        unpadded, _ = up.enhance(flat)
+    finally:
+        upscaler.EDGE_PAD = saved
+    assert np.abs(unpadded.astype(int) - value).max() > 10  # what the padding is for
+    assert up.enhance(np.full((1, 1, 3), value, np.uint8))[0].shape == (4, 4, 3)  # too small to pad: no error
 
 
 def test_tiles_share_one_idr(student_file, photos, monkeypatch):

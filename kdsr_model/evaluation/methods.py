@@ -8,7 +8,7 @@ from basicsr.utils.matlab_functions import imresize
 from kdsr_arch.checkpoint import load_kdsr
 
 from ..errors import OptionError
-from ..upscaler import KDSRUpscaler
+from ..upscaler import KDSRUpscaler, edge_padded
 
 TEACHER_NOTE = 'teacher, HR oracle'
 
@@ -78,7 +78,9 @@ class Method:
             return bicubic_upsample(lr, scale)
         if self.kind == 'student':
             return self.upscaler.enhance(lr)[0]
-        return to_image(self.net(to_tensor(lr, self.device), to_tensor(gt, self.device)))
+        lq = to_tensor(lr, self.device)
+        idr = self.net.encode(lq, to_tensor(gt, self.device))[0]  # from the HR, as in training
+        return to_image(edge_padded(lambda x: self.net.upsample(x, idr), lq, scale))
 
 
 def unique_name(name, taken):
