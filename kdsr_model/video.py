@@ -876,8 +876,9 @@ def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=
     the output container takes (copied); other streams (data, attachments, subtitles the
     container cannot hold) are dropped, each with a note. Sizes are ``upscaler.scale`` times the input's; for yuv420p
     codecs an odd side loses its last pixel row/column (cropped, noted in the result). GIF
-    frames get 256 colours each (median cut); GIF and WebP frames are composited and their
-    alpha dropped; both keep their frame durations and loop count (with varying WebP
+    frames get 256 colours each (median cut; with transparency 255 and a transparent index for
+    the pixels under half opacity); WebP output keeps the alpha (yuva420p); a video format
+    drops it (noted). GIF and WebP keep their frame durations and loop count (with varying WebP
     durations, FFmpeg's WebP encoder gives the last frame the mean of the others). 10-bit
     input stays 10-bit where the encoder has a 10-bit format (else a note).
 

@@ -362,9 +362,9 @@ def test_overlapped_decode_and_encode_write_the_same_video_a_few_frames_apart(up
     decoded, ahead = [], []
     to_bgr = video._to_bgr
 
-    def counting(frame):
+    def counting(frame, *args):
         decoded.append(frame.pts)
-        return to_bgr(frame)
+        return to_bgr(frame, *args)
 
     class Slow(Recording):  # the upscaler is the slow stage: the decoder must not race ahead
         def enhance(self, img, idr=None):
@@ -526,3 +526,46 @@ def test_every_audio_and_subtitle_stream_and_the_pixel_aspect_are_kept(upscaler,
                             'or convert it first)']
     with av.open(mp4) as c:
         assert [s.type for s in c.streams] == ['video', 'audio', 'audio']
+
+
+def _transparent_frames(n=3):
+    """RGBA frames: a box of changing colour on a transparent background (a sticker)."""
+    from PIL import Image
+    frames = []
+    for i in range(n):
+        a = np.full((24, 32, 4), (255, 255, 255, 0), np.uint8)  # (libwebp drops an alpha of only black pixels)
+        a[4:20, 4:28] = (200, 60 * i, 30, 255)
+        frames.append(Image.fromarray(a, 'RGBA'))
+    return frames
+
+
+@pytest.mark.parametrize('ext', ['gif', 'webp'])
+def test_animated_gif_and_webp_keep_their_transparency(tmp_path, ext):
+    from PIL import Image
+    up = KDSRUpscaler(device='cpu', bf16=False)  # the built-in model: a random net's alpha is noise
+    frames = _transparent_frames()
+    src = str(tmp_path / f'sticker.{ext}')
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0,
+                   **({'disposal': 2} if ext == 'gif' else {'lossless': True}))
+    with Image.open(src) as im:
+        assert im.mode in ('RGBA', 'P') and 'A' in im.convert('RGBA').getbands()
+    out = str(tmp_path / f'sticker_out.{ext}')
+    result = upscale_video(up, src, out)
+    assert result.frames == 3 and result.notes == []
+    # the box's inside and the band above it, 8 HR pixels from its edge (the net's alpha rings a little there)
+    inside, outside = (slice(24, 72), slice(24, 104)), (slice(0, 8), slice(0, 128))
+    with Image.open(out) as im:
+        for k in range(3):
+            im.seek(k)
+            rgba = np.asarray(im.convert('RGBA'))
+            assert rgba.shape == (96, 128, 4)
+            assert (rgba[outside][..., 3] <= 16).all() and (rgba[inside][..., 3] >= 230).all()
+            assert np.abs(rgba[inside][..., :3].astype(int).mean((0, 1)) - (200, 60 * k, 30)).max() < 8
+
+
+def test_transparency_into_a_video_format_is_dropped_with_a_note(upscaler, tmp_path):
+    frames = _transparent_frames()
+    src = str(tmp_path / 'sticker.gif')
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
+    result = upscale_video(upscaler, src, str(tmp_path / 'sticker.mp4'))
+    assert result.notes == ['transparency dropped: libx264 keeps none (GIF and WebP outputs do)']
