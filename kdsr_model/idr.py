@@ -36,7 +36,7 @@ from kdsr_arch.checkpoint import load_kdsr
 from .data.classic import anisotropic_gaussian_kernels, classic_degrade, isotropic_gaussian_kernels
 from .errors import MissingFileError, OptionError, tool
 from .io import atomic_output, is_image_name, write_atomic
-from .upscaler import pick_device
+from .upscaler import device_option
 
 SWEEPS = ('iso', 'aniso', 'noise')
 
@@ -217,10 +217,7 @@ def run(model, hr_dir, out_dir, sweep='iso', levels=8, crops=8, size=128, seed=0
         net, spec = load_kdsr(model)
     except (ValueError, KeyError) as err:
         raise OptionError(f'-m {model}: {err}') from None
-    try:
-        device = device if isinstance(device, torch.device) else pick_device(device)
-    except ValueError as err:
-        raise OptionError(str(err)) from None
+    device = device_option(device)
     if size % spec.scale:
         raise OptionError(f'--size {size} must be a multiple of the model scale ({spec.scale}).')
     values = sweep_values(sweep, levels, spec.scale)

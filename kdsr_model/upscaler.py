@@ -32,6 +32,7 @@ from kdsr_arch.checkpoint import KDSRSpec
 from .cpu_precision import SIDE as TIMING_SIDE
 from .cpu_precision import choose_bf16, proc_field
 from .cpu_precision import native_bf16  # noqa: F401  (public here before)
+from .errors import OptionError
 
 DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'weights', 'kdsr_default_x4.pth')
 IDR_MAX_PIXELS = 1024 * 1024  # the encoder sees at most this many LR pixels (area-downscaled beyond)
@@ -51,6 +52,17 @@ def edge_padded(generate: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tens
     if e <= 0:
         return generate(lq)
     return generate(F.pad(lq, (e, e, e, e), mode='reflect'))[..., e * scale:(e + h) * scale, e * scale:(e + w) * scale]
+
+
+def device_option(device: str | torch.device) -> torch.device:
+    """A ``--device`` value as a torch.device (one given as is); :class:`OptionError` when it
+    is not available here."""
+    if isinstance(device, torch.device):
+        return device
+    try:
+        return pick_device(device)
+    except ValueError as err:
+        raise OptionError(str(err)) from None
 
 
 def pick_device(device: str | torch.device = 'auto', gpu_id: int | None = None) -> torch.device:

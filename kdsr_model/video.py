@@ -136,12 +136,18 @@ def is_video_file(path):
         return False
     if not path.lower().endswith(ANIMATED_EXTS):
         return True
+    return _animation(path)[0] > 1
+
+
+def _animation(path):
+    """``(frames, loop)`` of an animated image as Pillow reads it (loop: 0 forever, None once);
+    ``(0, None)`` when Pillow cannot read it."""
     from PIL import Image
     try:
         with Image.open(path) as im:
-            return getattr(im, 'n_frames', 1) > 1
-    except OSError:
-        return False
+            return getattr(im, 'n_frames', 1), im.info.get('loop')
+    except (OSError, ValueError, EOFError, SyntaxError):
+        return 0, None
 
 
 def output_name(in_path, suffix='out'):
@@ -271,14 +277,7 @@ def _animated_webp(av, path):
 def loop_count(path):
     """How often an animated GIF or WebP plays (Pillow's ``loop``: 0 forever; None: once, no
     loop extension); None for other files."""
-    if not path.lower().endswith(ANIMATED_EXTS):
-        return None
-    from PIL import Image
-    try:
-        with Image.open(path) as im:
-            return im.info.get('loop')
-    except (OSError, ValueError, EOFError, SyntaxError):
-        return None
+    return _animation(path)[1] if path.lower().endswith(ANIMATED_EXTS) else None
 
 
 def _open_input(av, path):

@@ -9,11 +9,10 @@ on test sets as the paper's tables do (protocol: :mod:`kdsr_model.evaluate`, the
 from collections import defaultdict
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..errors import OptionError
-from ..upscaler import pick_device
+from ..upscaler import device_option
 from .methods import TEACHER_NOTE, Method, bicubic_upsample, load_methods, unique_name
 from .metrics import LPIPS_NETS, image_metrics, load_lpips
 from .report import CSV_FIELDS, format_cell, format_tables, write_csv, write_json
@@ -101,10 +100,7 @@ def evaluate(
     Raises:
         OptionError: A bad or missing checkpoint, folder or weights file (nothing evaluated).
     """
-    try:
-        device = device if isinstance(device, torch.device) else pick_device(device)
-    except ValueError as err:
-        raise OptionError(str(err)) from None
+    device = device_option(device)
     methods = load_methods(models, bicubic, device, tile)
     if not methods:
         raise OptionError('nothing to evaluate: give -m/--model or leave --bicubic on.')
