@@ -43,8 +43,16 @@ def run_pipeline(pipeline, root_path, is_train=True, argv=None):
     archived one restored) and is raised on, for the tools' one wrapper (:func:`errors.tool`).
     ``argv`` (without the program name) replaces ``sys.argv[1:]``, which BasicSR's parser reads."""
     install_training_patches()
-    if argv is not None:
-        sys.argv = [sys.argv[0], *argv]
+    if argv is None:
+        return _run_pipeline(pipeline, root_path, is_train)
+    saved, sys.argv = sys.argv, [sys.argv[0], *argv]
+    try:
+        return _run_pipeline(pipeline, root_path, is_train)
+    finally:
+        sys.argv = saved
+
+
+def _run_pipeline(pipeline, root_path, is_train):
     flags = argparse.ArgumentParser(add_help=False)
     flags.add_argument('-opt')
     flags.add_argument('--debug', action='store_true')

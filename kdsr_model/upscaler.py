@@ -233,13 +233,15 @@ class KDSRUpscaler:
         (up to 50 levels in the corners of a flat image; under 2 with the pad)."""
         if idr is None:
             idr = self.idr(lq)
-        return edge_padded(lambda x: self._upsample(x, idr), lq, self.scale)
+        return edge_padded(lambda x: self._upsample(x, idr, 2 * EDGE_PAD), lq, self.scale)
 
-    def _upsample(self, lq, idr):
+    def _upsample(self, lq, idr, margin=0):
+        """The generator on ``lq``, tiled when it is larger than the tile plus ``margin`` (the
+        edge padding: an image of the tile's size stays one tile)."""
         tile = self.tile or self.auto_tile(*lq.shape[-2:])
         while True:
             try:
-                if tile and (lq.shape[-1] > tile or lq.shape[-2] > tile):
+                if tile and (lq.shape[-1] > tile + margin or lq.shape[-2] > tile + margin):
                     return self._tiled(lq, idr, tile)
                 return self._run(lq, idr)
             except RuntimeError as err:

@@ -367,6 +367,8 @@ def _read(av, container, path, window, video, others=()):
                     yield 'video', index, frame
                     index += 1
             elif packet.dts is not None:
+                if video_done and packet.pts is not None and window.where(float(packet.pts * packet.time_base) - 5) > 0:
+                    return  # 5 s past the window: a stream that ended early would keep us reading to the end
                 where = 0 if packet.pts is None else window.where(float(packet.pts * packet.time_base))
                 if where < 0 and window.start <= 0:
                     where = 0  # priming packets before the first frame belong to the start
@@ -597,7 +599,8 @@ class _VideoWriter:
     def __init__(self, out, ext, codec, video, size, crf, preset, rotation, bits=8, notes=None, alpha=False):
         self.codec = _video_codec(ext, codec)
         self.gif = self.codec == 'gif'
-        self.alpha = alpha and self.codec in ('gif', 'libwebp_anim')  # formats that keep transparency
+        self.alpha = alpha and self.codec in ('gif', 'libwebp_anim')  # formats that keep transparency (and
+        # the frames are decoded with it only then: upscaling the alpha costs a second pass of the net)
         if alpha and not self.alpha and notes is not None:
             notes.append(f'transparency dropped: {self.codec} keeps none (GIF and WebP outputs do)')
         rate = _frame_rate(video)
@@ -664,8 +667,8 @@ def _pixel_format(codec, bits, notes):
     if 'yuv420p10le' in formats:
         return 'yuv420p10le'
     if notes is not None:
-        notes.append(f'{bits}-bit input written as 8-bit: the {codec} encoder here has no 10-bit format '
-                     '(libx264 and libx265 do: --video_codec)')
+        tip = ' (libx264 and libx265 do: --video_codec)' if codec not in ('libwebp_anim', 'gif') else ''
+        notes.append(f'{bits}-bit input written as 8-bit: the {codec} encoder here has no 10-bit format{tip}')
     return 'yuv420p'
 
 
@@ -768,6 +771,19 @@ _END = object()
 AHEAD = 3  # frames each side of the upscaler may run ahead: decoded, waiting to be encoded
 
 
+def _join(thread):
+    """Wait for ``thread`` to end, through Ctrl-C too (raised again once it has ended): the
+    containers it uses must not be closed under it."""
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.1)
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt
+
+
 class _Ahead:
     """Iterates ``items`` in a thread, at most ``size`` items ahead of the consumer, who reads
     them by iterating this object; an error in the thread is raised in the consumer.
@@ -810,7 +826,7 @@ class _Ahead:
 
     def close(self):
         self.stop.set()
-        self.thread.join()
+        _join(self.thread)
 
 
 class _Behind:
@@ -847,7 +863,7 @@ class _Behind:
         if abort:
             self.aborted.set()
         self.queue.put(_END)
-        self.thread.join()
+        _join(self.thread)
         if self.error is not None and not abort:
             raise self.error
 
@@ -876,8 +892,9 @@ def upscale_video(upscaler, in_path, out_path, idr_mode='per-shot', video_codec=
     container cannot hold) are dropped, each with a note. Sizes are ``upscaler.scale`` times the input's; for yuv420p
     codecs an odd side loses its last pixel row/column (cropped, noted in the result). GIF
     frames get 256 colours each (median cut; with transparency 255 and a transparent index for
-    the pixels under half opacity); WebP output keeps the alpha (yuva420p); a video format
-    drops it (noted). GIF and WebP keep their frame durations and loop count (with varying WebP
+    the pixels under half opacity; FFmpeg's GIF encoder leaves a frame that has no transparent
+    pixel on screen under the next, whose transparent pixels then show it); WebP output keeps
+    the alpha (yuva420p); a video format drops it (noted) and the alpha is then not upscaled. GIF and WebP keep their frame durations and loop count (with varying WebP
     durations, FFmpeg's WebP encoder gives the last frame the mean of the others). 10-bit
     input stays 10-bit where the encoder has a 10-bit format (else a note).
 
@@ -963,7 +980,7 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
                 t = time.perf_counter()
                 item = next(items, None)
                 if item is not None and item[0] == 'video':
-                    item = (*item, _fit(_to_bgr(item[2], scan.alpha), scan.size))
+                    item = (*item, _fit(_to_bgr(item[2], writer.alpha), scan.size))
                 timings['decode'] += time.perf_counter() - t
                 if item is None:
                     return
@@ -1002,8 +1019,10 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
             done = True
         finally:
             if overlap:
-                source.close()
-                sink.close(abort=not done)
+                try:
+                    source.close()
+                finally:
+                    sink.close(abort=not done)
                 timings['wait'] = source.waited + sink.waited
         t = time.perf_counter()
         for track in tracks:
@@ -1015,12 +1034,15 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
 
 
 def _muxer_options(in_path, ext):
-    """An animated GIF or WebP output plays as often as its input did (once when the input is a video)."""
+    """An animated GIF or WebP output plays as often as its input did (once when the input is a
+    video). GIF counts repeats (NETSCAPE loop n: n + 1 plays), WebP plays (ANIM loop n: n plays)."""
     loop = loop_count(in_path)
+    in_gif = in_path.lower().endswith('.gif')
+    plays = 1 if loop is None else 0 if loop == 0 else loop + 1 if in_gif else loop  # 0: forever
     if ext == '.gif':
-        return {'loop': '-1' if loop is None else str(loop)}  # GIF muxer: -1 once, 0 forever
+        return {'loop': '-1' if plays == 1 else str(max(0, plays - 1)) if plays else '0'}  # -1 once, 0 forever
     if ext == '.webp':
-        return {'loop': '1' if loop is None else str(loop)}  # WebP muxer: 0 forever, n times
+        return {'loop': str(plays)}  # 0 forever
     return {}
 
 

@@ -540,3 +540,15 @@ def test_an_image_upscaled_with_another_images_idr(photos):
     assert lent.shape == own.shape and not np.array_equal(lent, own)
     gray, _ = up.enhance(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), idr=up.image_idr(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY)))
     assert gray.shape == own.shape[:2]
+
+
+def test_an_image_of_the_tile_size_is_one_tile(student_file):
+    up = KDSRUpscaler(student_file, device='cpu', bf16=False, tile=32)
+    runs = []
+    real = up._run
+    up._run = lambda lq, idr, bf16=None: runs.append(tuple(lq.shape[-2:])) or real(lq, idr, bf16)
+    up.enhance(np.zeros((32, 32, 3), np.uint8))
+    assert runs == [(40, 40)]  # 32 + the edge padding on both sides, not four tiles
+    runs.clear()
+    up.enhance(np.zeros((48, 32, 3), np.uint8))
+    assert len(runs) > 1  # larger than the tile: tiled

@@ -567,5 +567,24 @@ def test_transparency_into_a_video_format_is_dropped_with_a_note(upscaler, tmp_p
     frames = _transparent_frames()
     src = str(tmp_path / 'sticker.gif')
     frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, loop=0, disposal=2)
-    result = upscale_video(upscaler, src, str(tmp_path / 'sticker.mp4'))
+    shapes = []
+
+    class Shapes(Recording):
+        def enhance(self, img, idr=None):
+            shapes.append(img.shape)
+            return super().enhance(img, idr)
+
+    result = upscale_video(Shapes(upscaler), src, str(tmp_path / 'sticker.mp4'))
     assert result.notes == ['transparency dropped: libx264 keeps none (GIF and WebP outputs do)']
+    assert shapes == [(24, 32, 3)] * 3  # no alpha upscaled only to be dropped
+
+
+@pytest.mark.parametrize('loop,plays', [(None, 1), (0, 0), (3, 4)])
+def test_a_gif_into_webp_plays_as_often(upscaler, tmp_path, loop, plays):
+    from PIL import Image
+    frames = [Image.fromarray(_photo(name, 16, 12)[:, :, ::-1]) for name in ('coffee.png', 'rocket.png')]
+    src = str(tmp_path / 'anim.gif')  # GIF's loop counts repeats: loop 3 plays 4 times
+    frames[0].save(src, save_all=True, append_images=frames[1:], duration=100, **({} if loop is None else {'loop': loop}))
+    upscale_video(upscaler, src, str(tmp_path / 'out.webp'))
+    with Image.open(str(tmp_path / 'out.webp')) as im:
+        assert im.info['loop'] == plays  # WebP's counts plays (0: forever)
