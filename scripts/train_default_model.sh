@@ -3,16 +3,17 @@
 # a small KDSR (48/2/10) trained on the degradation mixture, in three stages, then benchmarked
 # on held-out photos in the clean / mild / heavy bands against bicubic.
 #   bash scripts/train_default_model.sh [PHOTOS_DIR]          (default: ../shared/data/photos)
-#   FROM=recipe bash scripts/train_default_model.sh ...       (only stage 5, from models/recipe/)
+#   FROM=recipe bash scripts/train_default_model.sh ...       (only stage 6, from models/recipe/)
 # Run from the repository root after `pip install .`; every stage resumes (--auto_resume).
 #   1. teacher, L1                      options/default/train_default_v2_x4TA.yml (2400 iterations)
 #   2. student from the teacher, L1+KD  options/default/train_default_v2_x4ST.yml (stopped at 2500)
 #   3. student on, more clean input     options/default/train_default_v3_x4ST.yml (2750 iterations)
 #   4. student on, same mixture         options/default/train_default_v4_x4ST.yml (2800 iterations)
 #   5. student on, more clean input     options/default/train_default_v5_x4ST.yml (4400 iterations)
+#   6. student on, stage-4 mixture, low options/default/train_default_v6_x4ST.yml (2400 iterations)
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
-# Time on 2 CPU threads: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h.
+# Time on 2 CPU threads: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h.
 set -euo pipefail
 PHOTOS=${1:-../shared/data/photos}
 FROM=${FROM:-scratch}
@@ -40,11 +41,14 @@ if [ "$FROM" = scratch ]; then
   kdsr-train -opt options/default/train_default_v4_x4ST.yml --auto_resume \
     --force_yml path:pretrain_network_g=runs/default_v3_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
   python scripts/export_model.py experiments/default_v4_KDSRx4ST/models/net_g_latest.pth runs/default_v4_student_x4.pth
-  stage5=(--force_yml path:pretrain_network_g=runs/default_v4_student_x4.pth
+  kdsr-train -opt options/default/train_default_v5_x4ST.yml --auto_resume \
+    --force_yml path:pretrain_network_g=runs/default_v4_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
+  python scripts/export_model.py experiments/default_v5_KDSRx4ST/models/net_g_latest.pth runs/default_v5_student_x4.pth
+  stage6=(--force_yml path:pretrain_network_g=runs/default_v5_student_x4.pth
           path:pretrain_network_TA=runs/default_v2_teacher_x4.pth)
 else
-  stage5=()  # the committed results, models/recipe/default_v2_teacher_x4.pth and default_v4_student_x4.pth
+  stage6=()  # the committed results, models/recipe/default_v2_teacher_x4.pth and default_v5_student_x4.pth
 fi
-kdsr-train -opt options/default/train_default_v5_x4ST.yml --auto_resume "${stage5[@]}"
-python scripts/export_model.py experiments/default_v5_KDSRx4ST/models/net_g_latest.pth runs/kdsr_default_x4.pth
+kdsr-train -opt options/default/train_default_v6_x4ST.yml --auto_resume "${stage6[@]}"
+python scripts/export_model.py experiments/default_v6_KDSRx4ST/models/net_g_latest.pth runs/kdsr_default_x4.pth
 python benchmarks/bands.py --model runs/kdsr_default_x4.pth --model kdsr_model/weights/kdsr_default_x4.pth
