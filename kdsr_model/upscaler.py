@@ -42,13 +42,12 @@ UPSAMPLE_CHUNK = 128  # LR side of the sub-tiles the upsampler + tail run on
 EDGE_PAD = 4  # LR pixels of reflect padding on every side (the nets' zero padding tints the borders)
 
 
-def edge_padded(generate: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tensor, scale: int,
-                pad: int | None = None) -> torch.Tensor:
-    """``generate`` (an LR -> x``scale`` SR function) run on ``lq`` reflect-padded by ``pad``
-    (default :data:`EDGE_PAD`; at most one less than each side) on every side, its output
-    cropped back to ``scale`` times ``lq``'s size."""
+def edge_padded(generate: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tensor, scale: int) -> torch.Tensor:
+    """``generate`` (an LR -> x``scale`` SR function) run on ``lq`` reflect-padded by
+    :data:`EDGE_PAD` (at most one less than each side) on every side, its output cropped back
+    to ``scale`` times ``lq``'s size."""
     h, w = lq.shape[-2:]
-    e = min(EDGE_PAD if pad is None else pad, h - 1, w - 1)  # reflection needs pad < side
+    e = min(EDGE_PAD, h - 1, w - 1)  # reflection needs pad < side
     if e <= 0:
         return generate(lq)
     return generate(F.pad(lq, (e, e, e, e), mode='reflect'))[..., e * scale:(e + h) * scale, e * scale:(e + w) * scale]

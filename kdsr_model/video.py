@@ -995,7 +995,7 @@ def _transcode(upscaler, in_path, tmp, ext, scan, result, codec, crf, preset, st
                 out_frame = writer.frame(up, frame)
                 out_frame.pts, out_frame.time_base = clock(frame.pts), video.time_base
                 if frame.duration:
-                    out_frame.duration = frame.duration  # the encoder may need it for the last frame (WebP)
+                    out_frame.duration = frame.duration  # the input frame's, for encoders that read it
                 writer.mux(out, out_frame, frame.duration)
             timings['encode'] += time.perf_counter() - t
 
@@ -1040,7 +1040,7 @@ def _muxer_options(in_path, ext):
     in_gif = in_path.lower().endswith('.gif')
     plays = 1 if loop is None else 0 if loop == 0 else loop + 1 if in_gif else loop  # 0: forever
     if ext == '.gif':
-        return {'loop': '-1' if plays == 1 else str(max(0, plays - 1)) if plays else '0'}  # -1 once, 0 forever
+        return {'loop': '0' if plays == 0 else '-1' if plays == 1 else str(plays - 1)}  # 0 forever, -1 once
     if ext == '.webp':
         return {'loop': str(plays)}  # 0 forever
     return {}
