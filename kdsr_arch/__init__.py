@@ -14,7 +14,7 @@ import basicsr
 
 from .blindsr_arch import BlindSR_ST, BlindSR_TA, teacher_in_channels
 from .checkpoint import (KDSRSpec, detect_kdsr, init_student_from_teacher, load_kdsr, load_state_dict_file,
-                         unwrap_state_dict)
+                         transplant, unwrap_state_dict)
 from .kd_ide_arch import KD_IDE
 from .kdsr_arch import DAG, IDR_DCRB, IDR_DDC, KDSR
 from .presets import PRESETS, build_preset, preset_options
@@ -23,6 +23,7 @@ __version__ = '0.1.0'
 
 __all__ = [
     'BlindSR_ST', 'BlindSR_TA', 'KD_IDE', 'KDSR', 'IDR_DCRB', 'IDR_DDC', 'DAG', 'teacher_in_channels', 'KDSRSpec',
-    'detect_kdsr', 'load_kdsr', 'load_state_dict_file', 'unwrap_state_dict', 'init_student_from_teacher', 'PRESETS',
+    'detect_kdsr', 'load_kdsr', 'load_state_dict_file', 'unwrap_state_dict', 'init_student_from_teacher', 'transplant',
+    'PRESETS',
     'build_preset', 'preset_options', '__version__'
 ]

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .blindsr_arch import _BlindSR, teacher_in_channels
+from .blindsr_arch import _BlindSR, student_in_channels, teacher_in_channels
 
 PARAM_KEYS = ('params_ema', 'params')
 TORCH_MAGIC = (b'PK\x03\x04', b'\x80')  # torch.save's zip archive; the legacy format's pickle protocol byte
@@ -152,15 +152,31 @@ class KDSRSpec:
     n_encoder_res: int
     scale: int
     n_sr_blocks: int
+    extra_input: bool = False  # the student's highpass_input / the teacher's residual_input
 
     @property
     def is_teacher(self) -> bool:
         return self.arch == 'BlindSR_TA'
 
+    @property
+    def extra_input_key(self) -> str:
+        """The constructor keyword of :attr:`extra_input` for this arch."""
+        return 'residual_input' if self.is_teacher else 'highpass_input'
+
     def options(self) -> dict:
-        """``network_g`` options: ``{'type': arch, n_feats, n_encoder_res, scale, n_sr_blocks}``."""
+        """``network_g`` options: ``{'type': arch, n_feats, n_encoder_res, scale, n_sr_blocks}``,
+        plus ``highpass_input`` / ``residual_input: True`` when the encoder has the extra input."""
         opt = asdict(self)
+        extra = opt.pop('extra_input')
+        if extra:
+            opt[self.extra_input_key] = True
         return dict(type=opt.pop('arch'), **opt)
+
+    @property
+    def encoder_in_channels(self) -> int:
+        """Input channels of the encoder's first conv."""
+        return teacher_in_channels(self.scale, self.extra_input) if self.is_teacher else \
+            student_in_channels(self.extra_input)
 
     def build(self) -> _BlindSR:
         opt = self.options()
@@ -204,11 +220,13 @@ def detect_kdsr(state: dict[str, torch.Tensor], source: str = 'checkpoint') -> K
         raise ValueError(
             f'{source}: upsampler G.tail.0 has an unexpected shape {tuple(state["G.tail.0.0.weight"].shape)}.')
     in_ch = state[enc + 'E.0.weight'].shape[1]
-    expected_in = 3 if arch == 'BlindSR_ST' else teacher_in_channels(scale)
-    if in_ch != expected_in:
-        raise ValueError(f'{source}: encoder input has {in_ch} channels, expected {expected_in} for a '
-                         f'{arch} at x{scale}.')
-    return KDSRSpec(arch, n_feats, n_encoder_res, scale, n_sr_blocks)
+    plain = KDSRSpec(arch, n_feats, n_encoder_res, scale, n_sr_blocks)
+    extra = KDSRSpec(arch, n_feats, n_encoder_res, scale, n_sr_blocks, extra_input=True)
+    spec = next((s for s in (plain, extra) if s.encoder_in_channels == in_ch), None)
+    if spec is None:
+        raise ValueError(f'{source}: encoder input has {in_ch} channels, expected {plain.encoder_in_channels} '
+                         f'(or {extra.encoder_in_channels} with {extra.extra_input_key}) for a {arch} at x{scale}.')
+    return spec
 
 
 def load_into(net, state, source='checkpoint', strict=True):
@@ -302,3 +320,48 @@ def init_student_from_teacher(student, teacher, mode='authors', param_key='auto'
         for key, value in new.items():
             s_state[key].copy_(value)
     return {'loaded': sorted(new), 'skipped': sorted(skipped)}
+
+
+def encoder_input_layout(spec: KDSRSpec) -> list[tuple[str, int]]:
+    """The groups of the encoder's input channels in order, e.g. ``[('lr', 3), ('hr', 48)]``."""
+    layout = [('lr', 3)]
+    if spec.is_teacher:
+        layout.append(('hr', 3 * spec.scale * spec.scale))
+    if spec.extra_input:
+        layout.append(('residual' if spec.is_teacher else 'highpass', 6))
+    return layout
+
+
+def transplant(state: dict[str, torch.Tensor], target: KDSRSpec, source: str = 'checkpoint') -> dict:
+    """A student's or teacher's weights rearranged for ``target`` (the other role, or the same
+    role with or without the extra encoder input), so that a new variant starts where a trained
+    net stands: ``G`` and every encoder layer are copied; the first conv keeps the weights of the
+    input channels both layouts have (the LR always, the HR between teachers) and gets zeros for
+    the others, so the new inputs start with no effect (the net's output is unchanged when the
+    LR and HR channels are all it had). Sizes (width, depths, scale) must agree.
+    """
+    spec = detect_kdsr(state, source)
+    same = ('n_feats', 'n_encoder_res', 'scale', 'n_sr_blocks')
+    if any(getattr(spec, k) != getattr(target, k) for k in same):
+        raise ValueError(f'{source}: a {spec.options()} net cannot be transplanted into {target.options()}: '
+                         f'{", ".join(same)} must agree.')
+    src, dst = _ENCODER_PREFIX[spec.arch], _ENCODER_PREFIX[target.arch]
+    out = {}
+    for key, value in state.items():
+        if key.startswith(src):
+            key = dst + key[len(src):]
+        out[key] = value
+    first = dst + 'E.0.weight'
+    weight = state[src + 'E.0.weight']
+    offsets, start = {}, 0
+    for name, n in encoder_input_layout(spec):
+        offsets[name], start = (start, n), start + n
+    new = weight.new_zeros((weight.shape[0], target.encoder_in_channels, *weight.shape[2:]))
+    start = 0
+    for name, n in encoder_input_layout(target):
+        if name in offsets:
+            a, _ = offsets[name]
+            new[:, start:start + n] = weight[:, a:a + n]
+        start += n
+    out[first] = new
+    return out

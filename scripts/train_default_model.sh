@@ -44,11 +44,22 @@ if [ "$FROM" = scratch ]; then
   kdsr-train -opt options/default/train_default_v5_x4ST.yml --auto_resume \
     --force_yml path:pretrain_network_g=runs/default_v4_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
   python scripts/export_model.py experiments/default_v5_KDSRx4ST/models/net_g_latest.pth runs/default_v5_student_x4.pth
-  stage6=(--force_yml path:pretrain_network_g=runs/default_v5_student_x4.pth
-          path:pretrain_network_TA=runs/default_v2_teacher_x4.pth)
+  kdsr-train -opt options/default/train_default_v6_x4ST.yml --auto_resume \
+    --force_yml path:pretrain_network_g=runs/default_v5_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
+  python scripts/export_model.py experiments/default_v6_KDSRx4ST/models/net_g_latest.pth runs/default_v6_student_x4.pth
+  V6=runs/default_v6_student_x4.pth
 else
-  stage6=()  # the committed results, models/recipe/default_v2_teacher_x4.pth and default_v5_student_x4.pth
+  V6=models/recipe/default_v6_student_x4.pth  # the committed result of stages 1-6
 fi
-kdsr-train -opt options/default/train_default_v6_x4ST.yml --auto_resume "${stage6[@]}"
-python scripts/export_model.py experiments/default_v6_KDSRx4ST/models/net_g_latest.pth runs/kdsr_default_x4.pth
+# stage 7a: v6 as a teacher that also sees the residual (its new input channels start at zero)
+[ -f runs/default_v7_teacher_init_x4.pth ] || \
+  python scripts/transplant_model.py "$V6" runs/default_v7_teacher_init_x4.pth --arch BlindSR_TA --extra-input
+kdsr-train -opt options/default/train_default_v7_x4TA.yml --auto_resume
+[ -f runs/default_v7_teacher_x4.pth ] || \
+  python scripts/export_model.py experiments/default_v7_KDSRx4TA/models/net_g_latest.pth runs/default_v7_teacher_x4.pth
+# stage 7b: the student, from that teacher (G and encoder; the high-pass channels start at zero), L1 + KD
+[ -f runs/default_v7_student_init_x4.pth ] || python scripts/transplant_model.py runs/default_v7_teacher_x4.pth \
+  runs/default_v7_student_init_x4.pth --arch BlindSR_ST --extra-input
+kdsr-train -opt options/default/train_default_v7_x4ST.yml --auto_resume
+python scripts/export_model.py experiments/default_v7_KDSRx4ST/models/net_g_latest.pth runs/kdsr_default_x4.pth
 python benchmarks/bands.py --model runs/kdsr_default_x4.pth --model kdsr_model/weights/kdsr_default_x4.pth

@@ -388,3 +388,41 @@ def test_authors_option_files_build_their_models_with_only_paths_changed(name, t
     if is_train and opt['model_type'] != 'KDSRNetTAModel':
         assert sum(p.numel() for p in model.net_TA.parameters()) == 18_901_403
         assert not any(p.requires_grad for p in model.net_TA.parameters())
+
+
+def test_extra_input_teacher_and_student_stages_train_through_the_recipe_script(tmp_path, prepared):
+    """Stage 7 of the default model's recipe in small: a teacher with residual_input trains,
+    scripts/transplant_model.py makes a highpass_input student of it, and that student distils."""
+    from basicsr.utils.options import ordered_yaml
+    from conftest import _opt_dict
+    from kdsr_arch import detect_kdsr
+
+    def write(name, label, **path):
+        opt = _opt_dict(name, prepared, **path)
+        opt['network_g']['residual_input' if 'TA' in name else 'highpass_input'] = True
+        if 'network_TA' in opt:
+            opt['network_TA']['residual_input'] = True
+            opt['path']['strict_load_g'] = True
+        out = tmp_path / f'{label}.yml'
+        out.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))
+        return out, opt['name']
+
+    opt_file, name = write('train_kdsrnet_x4TA_tiny.yml', 'teacher')
+    log = _train(opt_file, tmp_path)
+    assert 'l_pix' in log
+    teacher = tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth'
+    assert detect_kdsr(load_state_dict_file(str(teacher))).options()['residual_input'] is True
+    init = tmp_path / 'student_init.pth'
+    script = os.path.join(REPO, 'scripts', 'transplant_model.py')
+    proc = run_py(args=[script, str(teacher), str(init), '--arch', 'BlindSR_ST', '--extra-input'])
+    assert "'highpass_input': True" in proc.stdout
+    again = run_py(args=[script, str(teacher), str(init), '--arch', 'BlindSR_ST'], check=False)
+    assert again.returncode != 0 and 'exists' in again.stderr  # never overwritten
+    opt_file, name = write('train_kdsrnet_x4ST_tiny.yml', 'student', pretrain_network_g=str(init),
+                           pretrain_network_TA=str(teacher))
+    log = _train(opt_file, tmp_path)
+    assert re.search(r'l_kd: [\d.e+-]+', log)
+    student = load_state_dict_file(str(tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth'))
+    assert detect_kdsr(student).options()['highpass_input'] is True
+    first = student['E_st.E.0.weight']
+    assert first[:, 3:].abs().sum() > 0  # the high-pass channels, zero at the start, have learnt
