@@ -46,8 +46,10 @@ def with_energy(r: torch.Tensor) -> torch.Tensor:
 
 
 def highpass(x: torch.Tensor) -> torch.Tensor:
-    """``x`` minus its 3x3 box blur (reflect-padded at the border): the image's finest detail."""
-    return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode='reflect'), 3, stride=1)
+    """``x`` minus its 3x3 box blur (reflect-padded at the border; replicated where a side is
+    1 pixel, which reflection cannot pad): the image's finest detail."""
+    mode = 'reflect' if min(x.shape[-2:]) > 1 else 'replicate'
+    return x - F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode=mode), 3, stride=1)
 
 
 class KD_IDE(nn.Module):

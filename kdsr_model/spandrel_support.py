@@ -32,7 +32,8 @@ class KDSRArch(Architecture[BlindSR_ST]):
             state_dict,
             architecture=self,
             purpose='SR',
-            tags=[f'{spec.n_feats}nf', f'{spec.n_sr_blocks}nb', f'{spec.n_encoder_res}er'],
+            tags=[f'{spec.n_feats}nf', f'{spec.n_sr_blocks}nb', f'{spec.n_encoder_res}er']
+            + (['highpass'] if spec.extra_input else []),
             supports_half=True,
             supports_bfloat16=True,
             scale=spec.scale,

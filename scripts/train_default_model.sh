@@ -3,7 +3,7 @@
 # a small KDSR (48/2/10) trained on the degradation mixture, in three stages, then benchmarked
 # on held-out photos in the clean / mild / heavy bands against bicubic.
 #   bash scripts/train_default_model.sh [PHOTOS_DIR]          (default: ../shared/data/photos)
-#   FROM=recipe bash scripts/train_default_model.sh ...       (only stage 6, from models/recipe/)
+#   FROM=recipe bash scripts/train_default_model.sh ...       (only stage 7, from models/recipe/)
 # Run from the repository root after `pip install .`; every stage resumes (--auto_resume).
 #   1. teacher, L1                      options/default/train_default_v2_x4TA.yml (2400 iterations)
 #   2. student from the teacher, L1+KD  options/default/train_default_v2_x4ST.yml (stopped at 2500)
@@ -11,9 +11,11 @@
 #   4. student on, same mixture         options/default/train_default_v4_x4ST.yml (2800 iterations)
 #   5. student on, more clean input     options/default/train_default_v5_x4ST.yml (4400 iterations)
 #   6. student on, stage-4 mixture, low options/default/train_default_v6_x4ST.yml (2400 iterations)
+#   7a. v6 as a residual-input teacher  options/default/train_default_v7_x4TA.yml (1200 iterations, + IDR probe)
+#   7b. high-pass-input student, L1+KD  options/default/train_default_v7_x4ST.yml (3000 iterations, + IDR probe)
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
-# Time on 2 CPU threads: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h.
+# Time on 2 CPU threads: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 1 h.
 set -euo pipefail
 PHOTOS=${1:-../shared/data/photos}
 FROM=${FROM:-scratch}

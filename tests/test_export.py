@@ -143,3 +143,13 @@ def test_refuses_the_checkpoint_as_output_and_a_failed_check_writes_nothing(stud
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f'kdsr-export: check failed, {out} not written: onnxruntime differs')
     assert os.listdir(tmp_path) == ['kdsr.onnx'] and out.read_bytes() == b'previous export'
+
+
+def test_a_highpass_input_student_exports_to_onnx(tmp_path):
+    """The student's fixed high-pass input (reflect pad + box blur) is part of the exported graph."""
+    torch.manual_seed(2)
+    net = BlindSR_ST(**TINY, highpass_input=True).eval()
+    path = tmp_path / 'hp.onnx'
+    export_onnx(net, str(path))
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    assert_matches(lambda x: session.run(None, {'lq': x.numpy()})[0], net)

@@ -111,3 +111,11 @@ def test_a_highpass_student_upscales_and_its_tiled_idr_equals_the_whole(tmp_path
     assert torch.allclose(up.idr(lq, tile=24), whole, rtol=1e-5, atol=1e-6)  # tiles padded by radius incl. the high-pass
     out = up.enhance((lq[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))[0]
     assert out.shape == (120, 140, 3)
+
+
+@pytest.mark.parametrize('shape', [(1, 1), (1, 5), (4, 1), (2, 2)])
+def test_the_high_pass_takes_images_of_one_pixel(shape):
+    enc = BlindSR_ST(scale=2, highpass_input=True, **SMALL).eval().E_st
+    x = torch.rand(1, 3, *shape)
+    idr, _ = enc(x)
+    assert idr.shape == (1, 8) and torch.isfinite(idr).all()
