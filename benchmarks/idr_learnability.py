@@ -8,6 +8,9 @@ on D', to regress the blur sigma (0.2-4) and noise sigma (0-30) of classic x4 de
 
 - ``paper``: LR + pixel-unshuffled HR (the teacher's input in the paper);
 - ``residual``: the same plus r = LR - bicubic downscale(HR), and r**2;
+- ``residual_detail``: ``residual`` plus d**2 and r*d, d = hp(ref) the clean downscale's own
+  detail (3x3 high-pass): blur takes detail away, so r correlates negatively with d, while noise
+  does not; mean(r*d) / mean(d**2) is a blur estimate that noise leaves alone;
 - ``lr_highpass``: no encoder, a fixed feature: the mean |LR - 3x3 box blur(LR)| (least squares).
 
 It prints R^2 on held-out batches. The degradation is a second-order statistic of the pair
@@ -54,9 +57,13 @@ class Pairs:
 
     def inputs(self, variant, lr, hr):
         x = torch.cat([lr, F.pixel_unshuffle(hr, SCALE)], 1)
-        if variant == 'residual':
-            r = 10 * (lr - self.down @ hr @ self.down.t())
+        if variant.startswith('residual'):
+            ref = self.down @ hr @ self.down.t()
+            r = 10 * (lr - ref)
             x = torch.cat([x, r, r**2], 1)
+            if variant == 'residual_detail':
+                detail = 10 * (ref - F.avg_pool2d(F.pad(ref, (1, 1, 1, 1), mode='reflect'), 3, 1))
+                x = torch.cat([x, detail**2, r * detail], 1)
         return x
 
 
@@ -98,13 +105,15 @@ def main():
     parser.add_argument('--steps', type=int, default=300)
     parser.add_argument('--lr', type=float, default=1e-4)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--variants', nargs='+', default=['paper', 'residual', 'residual_detail'],
+                        choices=['paper', 'residual', 'residual_detail'])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pairs = Pairs(args.photos, seed=0)
     val = [pairs.batch(32) for _ in range(4)]
     print(f'# KD-IDE 48/2 alone, Adam {args.lr:g}, batch 16 of 96x96 HR crops, x4; R^2 on 128 held-out pairs\n')
     print('| input | step | R^2 blur sigma | R^2 noise sigma |\n|---|---|---|---|')
-    for variant in ('paper', 'residual'):
+    for variant in args.variants:
         for step, blur, noise in train_encoder(pairs, val, variant, args.steps, args.lr, max(1, args.steps // 3)):
             print(f'| {variant} | {step} | {blur:.2f} | {noise:.2f} |', flush=True)
     blur, noise = highpass_baseline(val)
