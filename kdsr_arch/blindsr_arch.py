@@ -7,14 +7,12 @@ inference, ``encode`` computes the IDR once and ``upsample`` runs ``G`` with a g
 from __future__ import annotations
 
 import torch
-from basicsr.utils.registry import ARCH_REGISTRY
 import torch.nn.functional as F
+from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from .kd_ide_arch import KD_IDE, with_energy
+from .kd_ide_arch import EXTRA_INPUT_CHANNELS, KD_IDE, with_energy
 from .kdsr_arch import KDSR, check_scale
-
-EXTRA_INPUT_CHANNELS = 6  # a residual and its square (kd_ide_arch.with_energy)
 
 
 def teacher_in_channels(scale, residual_input=False):
@@ -23,9 +21,10 @@ def teacher_in_channels(scale, residual_input=False):
     return 3 + 3 * scale * scale + (EXTRA_INPUT_CHANNELS if residual_input else 0)
 
 
-def student_in_channels(highpass_input=False):
-    """Channels of the student encoder's first conv: LR (3) (+ 6 with ``highpass_input``)."""
-    return 3 + (EXTRA_INPUT_CHANNELS if highpass_input else 0)
+def clean_downscale(hr: torch.Tensor, size) -> torch.Tensor:
+    """``hr`` downscaled to ``size`` (h, w) by antialiased bicubic, in fp32: the LR a clean
+    degradation would give, against which the residual of the actual LR is taken."""
+    return F.interpolate(hr.float(), size=tuple(size), mode='bicubic', align_corners=False, antialias=True)
 
 
 class _BlindSR(nn.Module):
@@ -114,8 +113,7 @@ class BlindSR_TA(_BlindSR):
         gt = gt.to(lq.dtype)
         parts = [lq, self.pixel_unshuffle(gt)]
         if self.residual_input:
-            clean = F.interpolate(gt.float(), size=lq.shape[-2:], mode='bicubic', align_corners=False, antialias=True)
-            parts.append(with_energy(lq - clean.to(lq.dtype)))
+            parts.append(with_energy(lq - clean_downscale(gt, lq.shape[-2:]).to(lq.dtype)))
         return torch.cat(parts, dim=1)
 
     def encode(self, lq: torch.Tensor, gt: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:

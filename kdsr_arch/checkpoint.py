@@ -24,7 +24,8 @@ from dataclasses import asdict, dataclass
 import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .blindsr_arch import _BlindSR, student_in_channels, teacher_in_channels
+from .blindsr_arch import _BlindSR
+from .kd_ide_arch import EXTRA_INPUT_CHANNELS
 
 PARAM_KEYS = ('params_ema', 'params')
 TORCH_MAGIC = (b'PK\x03\x04', b'\x80')  # torch.save's zip archive; the legacy format's pickle protocol byte
@@ -172,11 +173,19 @@ class KDSRSpec:
             opt[self.extra_input_key] = True
         return dict(type=opt.pop('arch'), **opt)
 
+    def encoder_input_layout(self) -> list[tuple[str, int]]:
+        """The groups of the encoder's input channels in order, e.g. ``[('lr', 3), ('hr', 48)]``."""
+        layout = [('lr', 3)]
+        if self.is_teacher:
+            layout.append(('hr', 3 * self.scale * self.scale))
+        if self.extra_input:
+            layout.append(('residual' if self.is_teacher else 'highpass', EXTRA_INPUT_CHANNELS))
+        return layout
+
     @property
     def encoder_in_channels(self) -> int:
         """Input channels of the encoder's first conv."""
-        return teacher_in_channels(self.scale, self.extra_input) if self.is_teacher else \
-            student_in_channels(self.extra_input)
+        return sum(n for _, n in self.encoder_input_layout())
 
     def build(self) -> _BlindSR:
         opt = self.options()
@@ -322,16 +331,6 @@ def init_student_from_teacher(student, teacher, mode='authors', param_key='auto'
     return {'loaded': sorted(new), 'skipped': sorted(skipped)}
 
 
-def encoder_input_layout(spec: KDSRSpec) -> list[tuple[str, int]]:
-    """The groups of the encoder's input channels in order, e.g. ``[('lr', 3), ('hr', 48)]``."""
-    layout = [('lr', 3)]
-    if spec.is_teacher:
-        layout.append(('hr', 3 * spec.scale * spec.scale))
-    if spec.extra_input:
-        layout.append(('residual' if spec.is_teacher else 'highpass', 6))
-    return layout
-
-
 def transplant(state: dict[str, torch.Tensor], target: KDSRSpec, source: str = 'checkpoint') -> dict:
     """A student's or teacher's weights rearranged for ``target`` (the other role, or the same
     role with or without the extra encoder input), so that a new variant starts where a trained
@@ -354,14 +353,13 @@ def transplant(state: dict[str, torch.Tensor], target: KDSRSpec, source: str = '
     first = dst + 'E.0.weight'
     weight = state[src + 'E.0.weight']
     offsets, start = {}, 0
-    for name, n in encoder_input_layout(spec):
-        offsets[name], start = (start, n), start + n
+    for name, n in spec.encoder_input_layout():
+        offsets[name], start = start, start + n
     new = weight.new_zeros((weight.shape[0], target.encoder_in_channels, *weight.shape[2:]))
     start = 0
-    for name, n in encoder_input_layout(target):
+    for name, n in target.encoder_input_layout():
         if name in offsets:
-            a, _ = offsets[name]
-            new[:, start:start + n] = weight[:, a:a + n]
+            new[:, start:start + n] = weight[:, offsets[name]:offsets[name] + n]
         start += n
     out[first] = new
     return out

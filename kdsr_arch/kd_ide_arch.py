@@ -34,6 +34,7 @@ class ResBlock(nn.Module):
 
 
 RESIDUAL_GAIN = 10.0  # residuals of a few levels in 255 are ~0.01: scaled so their squares are not lost
+EXTRA_INPUT_CHANNELS = 6  # what with_energy makes of a 3-channel residual
 
 
 def with_energy(r: torch.Tensor) -> torch.Tensor:
@@ -74,7 +75,7 @@ class KD_IDE(nn.Module):
         super().__init__()
         c = n_feats
         self.highpass_input = highpass_input
-        layers = [default_conv(in_channels + (6 if highpass_input else 0), c, 3), _lrelu()]
+        layers = [default_conv(in_channels + (EXTRA_INPUT_CHANNELS if highpass_input else 0), c, 3), _lrelu()]
         layers += [ResBlock(c) for _ in range(n_encoder_res)]
         layers += [
             default_conv(c, 2 * c, 3), _lrelu(),
@@ -99,7 +100,8 @@ class KD_IDE(nn.Module):
     @property
     def receptive_radius(self) -> int:
         """Pixels of context ``features`` uses on each side (one per 3x3 conv, one for the high-pass)."""
-        return int(self.highpass_input) + sum(1 for m in self.E if isinstance(m, nn.Conv2d)) + sum(2 for m in self.E if isinstance(m, ResBlock))
+        convs = sum(1 for m in self.E if isinstance(m, nn.Conv2d)) + sum(2 for m in self.E if isinstance(m, ResBlock))
+        return int(self.highpass_input) + convs
 
     def lift(self, x: torch.Tensor) -> torch.Tensor:
         """The first conv's input: ``x``, plus the high-pass energies with ``highpass_input``."""

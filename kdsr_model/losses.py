@@ -4,6 +4,8 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
+from kdsr_arch.blindsr_arch import clean_downscale
+
 from .errors import OptionError
 
 _CRITERIA = ('kl', 'l1', 'l2')
@@ -71,7 +73,7 @@ def degradation_stats(lq, gt):
     branch of the degradation mixture gets them from the pair alone.
     """
     lq, gt = lq.detach().float(), gt.detach().float()
-    ref = F.interpolate(gt, size=lq.shape[-2:], mode='bicubic', antialias=True, align_corners=False)
+    ref = clean_downscale(gt, lq.shape[-2:])
     residual = lq - ref
     half_lq, half_ref = F.avg_pool2d(lq, 2), F.avg_pool2d(ref, 2)
     return torch.stack([

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The recipe of the built-in default model (kdsr_model/weights/kdsr_default_x4.pth, card: docs/MODEL.md):
-# a small KDSR (48/2/10) trained on the degradation mixture, in three stages, then benchmarked
+# a small KDSR (48/2/10) trained on the degradation mixture, in the stages below, then benchmarked
 # on held-out photos in the clean / mild / heavy bands against bicubic.
 #   bash scripts/train_default_model.sh [PHOTOS_DIR]          (default: ../shared/data/photos)
 #   FROM=recipe bash scripts/train_default_model.sh ...       (only stage 7, from models/recipe/)
@@ -32,23 +32,17 @@ fi
 [ -d datasets/photos_select_bands ] || \
   kdsr-testset --hr datasets/photos_select --out datasets/photos_select_bands --protocol bands --crop 384
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
+student_stage() {  # stage $1's student from stage $2's, taught by the v2 teacher; exported to runs/
+  kdsr-train -opt "options/default/train_default_v$1_x4ST.yml" --auto_resume --force_yml \
+    "path:pretrain_network_g=runs/default_v$2_student_x4.pth" path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
+  python scripts/export_model.py "experiments/default_v$1_KDSRx4ST/models/net_g_latest.pth" "runs/default_v$1_student_x4.pth"
+}
 if [ "$FROM" = scratch ]; then
   kdsr-train -opt options/default/train_default_v2_x4TA.yml --auto_resume
   kdsr-train -opt options/default/train_default_v2_x4ST.yml --auto_resume --force_yml train:total_iter=2500
   python scripts/export_model.py experiments/default_v2_KDSRx4TA/models/net_g_latest.pth runs/default_v2_teacher_x4.pth
   python scripts/export_model.py experiments/default_v2_KDSRx4ST/models/net_g_2500.pth runs/default_v2_student_x4.pth
-  kdsr-train -opt options/default/train_default_v3_x4ST.yml --auto_resume \
-    --force_yml path:pretrain_network_g=runs/default_v2_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
-  python scripts/export_model.py experiments/default_v3_KDSRx4ST/models/net_g_latest.pth runs/default_v3_student_x4.pth
-  kdsr-train -opt options/default/train_default_v4_x4ST.yml --auto_resume \
-    --force_yml path:pretrain_network_g=runs/default_v3_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
-  python scripts/export_model.py experiments/default_v4_KDSRx4ST/models/net_g_latest.pth runs/default_v4_student_x4.pth
-  kdsr-train -opt options/default/train_default_v5_x4ST.yml --auto_resume \
-    --force_yml path:pretrain_network_g=runs/default_v4_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
-  python scripts/export_model.py experiments/default_v5_KDSRx4ST/models/net_g_latest.pth runs/default_v5_student_x4.pth
-  kdsr-train -opt options/default/train_default_v6_x4ST.yml --auto_resume \
-    --force_yml path:pretrain_network_g=runs/default_v5_student_x4.pth path:pretrain_network_TA=runs/default_v2_teacher_x4.pth
-  python scripts/export_model.py experiments/default_v6_KDSRx4ST/models/net_g_latest.pth runs/default_v6_student_x4.pth
+  for v in 3 4 5 6; do student_stage $v $((v - 1)); done
   V6=runs/default_v6_student_x4.pth
 else
   V6=models/recipe/default_v6_student_x4.pth  # the committed result of stages 1-6
