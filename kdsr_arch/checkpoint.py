@@ -331,24 +331,34 @@ def init_student_from_teacher(student, teacher, mode='authors', param_key='auto'
     return {'loaded': sorted(new), 'skipped': sorted(skipped)}
 
 
-def transplant(state: dict[str, torch.Tensor], target: KDSRSpec, source: str = 'checkpoint') -> dict:
+def transplant(state: dict[str, torch.Tensor], target: KDSRSpec, source: str = 'checkpoint',
+               generator: dict[str, torch.Tensor] | None = None, generator_source: str = 'generator') -> dict:
     """A student's or teacher's weights rearranged for ``target`` (the other role, or the same
     role with or without the extra encoder input), so that a new variant starts where a trained
     net stands: ``G`` and every encoder layer are copied; the first conv keeps the weights of the
     input channels both layouts have (the LR always, the HR between teachers) and gets zeros for
     the others, so the new inputs start with no effect (the net's output is unchanged when the
     LR and HR channels are all it had). Sizes (width, depths, scale) must agree.
+
+    ``generator``: another KDSR net's state dict whose ``G`` replaces ``state``'s (e.g. a
+    teacher's generator driven by a student's encoder); its sizes must agree too.
     """
     spec = detect_kdsr(state, source)
     same = ('n_feats', 'n_encoder_res', 'scale', 'n_sr_blocks')
-    if any(getattr(spec, k) != getattr(target, k) for k in same):
-        raise ValueError(f'{source}: a {spec.options()} net cannot be transplanted into {target.options()}: '
-                         f'{", ".join(same)} must agree.')
+    donors = [(spec, source)]
+    if generator is not None:
+        donors.append((detect_kdsr(generator, generator_source), generator_source))
+    for donor, name in donors:
+        if any(getattr(donor, k) != getattr(target, k) for k in same):
+            raise ValueError(f'{name}: a {donor.options()} net cannot be transplanted into {target.options()}: '
+                             f'{", ".join(same)} must agree.')
     src, dst = _ENCODER_PREFIX[spec.arch], _ENCODER_PREFIX[target.arch]
     out = {}
     for key, value in state.items():
         if key.startswith(src):
             key = dst + key[len(src):]
+        elif generator is not None and key.startswith('G.'):
+            value = generator[key]
         out[key] = value
     first = dst + 'E.0.weight'
     weight = state[src + 'E.0.weight']

@@ -100,6 +100,23 @@ def test_transplant_keeps_the_hr_weights_between_teachers_and_refuses_other_size
         transplant(teacher.state_dict(), KDSRSpec('BlindSR_TA', 16, 2, 4, 3, True), source='t.pth')
 
 
+def test_transplant_with_a_generator_drives_that_generator_with_the_students_idr():
+    student = _perturbed(BlindSR_ST(scale=4, highpass_input=True, **SMALL), seed=1)
+    teacher = _perturbed(BlindSR_TA(scale=4, residual_input=True, **SMALL), seed=2)
+    target = KDSRSpec('BlindSR_ST', 8, 2, 4, 3, True)
+    net, spec = load_kdsr(transplant(student.state_dict(), target, generator=teacher.state_dict()))
+    assert spec == target
+    lq = torch.rand(2, 3, 9, 7)
+    with torch.no_grad():
+        idr = student.encode(lq)[0]
+        assert torch.equal(net.eval()(lq), teacher.upsample(lq, idr))  # the teacher's G, the student's IDR
+        assert not torch.equal(net(lq), student(lq))
+    with pytest.raises(ValueError, match='g.pth: .* cannot be transplanted .* must agree'):
+        transplant(student.state_dict(), target, generator=BlindSR_TA(scale=4, n_feats=16, n_encoder_res=2,
+                                                                      n_sr_blocks=3).state_dict(),
+                   generator_source='g.pth')
+
+
 def test_a_highpass_student_upscales_and_its_tiled_idr_equals_the_whole(tmp_path):
     net = _perturbed(BlindSR_ST(scale=2, highpass_input=True, **SMALL))
     path = tmp_path / 'hp.pth'

@@ -277,6 +277,31 @@ def test_encoder_init_kaiming_restarts_only_the_encoder_and_not_on_resume(tmp_pa
         build_model(opt)
 
 
+def test_freeze_generator_trains_only_the_encoder(tmp_path, prepared, tiny_teacher_file):
+    paths = dict(pretrain_network_g=tiny_teacher_file, pretrain_network_TA=tiny_teacher_file)
+    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path / 'frozen', prepared,
+                      train={'freeze_generator': True, 'ema_decay': 0.5}, **paths)
+    model = build_model(opt)
+    assert model.opt['find_unused_parameters'] is True  # DDP: G gets no gradient
+    optimised = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
+    assert optimised == {id(p) for p in model.net_g.E_st.parameters()}
+    before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    torch.manual_seed(1)
+    gt = torch.rand(2, 3, 64, 64)
+    model.lq, model.gt = torch.nn.functional.avg_pool2d(gt, 4), gt
+    for it in (1, 2):
+        model.optimize_parameters(it)
+    after, ema = model.net_g.state_dict(), model.net_g_ema.state_dict()
+    assert all(torch.equal(after[k], before[k]) and torch.equal(ema[k], before[k]) for k in after if k.startswith('G.'))
+    assert not torch.equal(after['E_st.E.0.weight'], before['E_st.E.0.weight'])
+    assert not torch.equal(ema['E_st.E.0.weight'], before['E_st.E.0.weight'])  # the EMA follows the encoder
+    assert model.log_dict['l_pix'] > 0 and model.log_dict['l_kd'] >= 0
+    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path / 'bad', prepared, train={'freeze_generator': 'yes'},
+                      **paths)
+    with pytest.raises(OptionError, match=r"train:freeze_generator: 'yes' must be true or false"):
+        build_model(opt)
+
+
 def test_unknown_autocast_is_one_line_naming_the_option(tmp_path, prepared):
     opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, train={'autocast': 'fp8'})
     with pytest.raises(OptionError, match=r"train:autocast: 'fp8' is not supported; use bf16, or ~ for fp32"):
@@ -328,8 +353,14 @@ def test_auto_resume_after_a_kill_restores_iteration_optimiser_and_scheduler(tmp
             assert torch.equal(got['state'][key][field], want['state'][key][field])
 
 
-def test_ddp_two_cpu_processes_train_identical_weights(tmp_path, prepared):
-    opt_file, _ = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, iters=4)
+@pytest.mark.parametrize('frozen_g', [False, True])
+def test_ddp_two_cpu_processes_train_identical_weights(tmp_path, prepared, tiny_teacher_file, frozen_g):
+    if frozen_g:  # a student whose generator is frozen: DDP must not wait for G's gradients
+        opt_file, _ = _options('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, iters=4,
+                               train={'freeze_generator': True}, pretrain_network_g=tiny_teacher_file,
+                               pretrain_network_TA=tiny_teacher_file)
+    else:
+        opt_file, _ = _options('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, iters=4)
     dump = tmp_path / 'dump'
     dump.mkdir()
     env = {k: v for k, v in os.environ.items() if k != 'PYTHONPATH'}
@@ -347,7 +378,9 @@ def test_ddp_two_cpu_processes_train_identical_weights(tmp_path, prepared):
         assert torch.equal(rank0[key], rank1[key]), key
     # and training did change them (both ranks moved together)
     start = load_state_dict_file(str(next((tmp_path / 'experiments').glob('*/models/net_g_2.pth'))), 'params')
-    assert not torch.equal(start['G.head.0.weight'], rank0['G.head.0.weight'])
+    encoder = 'E_st.E.0.weight' if frozen_g else 'E.E.0.weight'
+    assert not torch.equal(start[encoder], rank0[encoder])
+    assert torch.equal(start['G.head.0.weight'], rank0['G.head.0.weight']) is frozen_g
 
 
 # ----------------------------------------------------------------- the authors' option files
@@ -426,3 +459,16 @@ def test_extra_input_teacher_and_student_stages_train_through_the_recipe_script(
     assert detect_kdsr(student).options()['highpass_input'] is True
     first = student['E_st.E.0.weight']
     assert first[:, 3:].abs().sum() > 0  # the high-pass channels, zero at the start, have learnt
+    # stage 8's start: the student's encoder with the teacher's generator
+    trained = tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth'
+    grafted = tmp_path / 'grafted.pth'
+    run_py(args=[script, str(trained), str(grafted), '--arch', 'BlindSR_ST', '--extra-input', '--generator',
+                 str(teacher)])
+    state, teacher_state = load_state_dict_file(str(grafted)), load_state_dict_file(str(teacher))
+    assert all(torch.equal(state[k], teacher_state[k]) for k in state if k.startswith('G.'))
+    assert torch.equal(state['E_st.E.0.weight'], first)
+    bad = run_py(args=[script, str(trained), str(tmp_path / 'x.pth'), '--arch', 'BlindSR_ST', '--generator',
+                       str(tmp_path / 'missing.pth')], check=False)
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        f'transplant_model.py: error: {tmp_path / "missing.pth"}: checkpoint file not found.']
+    assert not (tmp_path / 'x.pth').exists()

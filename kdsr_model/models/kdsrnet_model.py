@@ -20,7 +20,30 @@ class GeneratorStepMixin:
     perceptual losses (unless ``image_losses`` is False) plus ``extra`` ones, backward, step,
     log, EMA; the optional ``train:idr_probe_opt`` loss on the IDR (``probe_loss``); and
     ``train:encoder_init: kaiming``, which re-initialises the encoder when a run starts (after
-    ``pretrain_network_g`` is loaded; not on resume)."""
+    ``pretrain_network_g`` is loaded; not on resume); and ``train:freeze_generator: true``, which
+    trains the encoder alone (the generator ``G`` keeps the weights it was loaded with)."""
+
+    def __init__(self, opt):
+        if (opt.get('train') or {}).get('freeze_generator'):
+            opt.setdefault('find_unused_parameters', True)  # G gets no gradient (DDP)
+        super().__init__(opt)
+
+    def setup_optimizers(self):
+        """As SRModel's, but with ``train:freeze_generator`` only the encoder's weights are optimised."""
+        freeze = self.opt['train'].get('freeze_generator', False)
+        if not isinstance(freeze, bool):
+            raise OptionError(f'train:freeze_generator: {freeze!r} must be true or false.')
+        if not freeze:
+            return super().setup_optimizers()
+        if self.opt.get('network_d') is not None:
+            raise OptionError('train:freeze_generator: not supported with a discriminator (network_d); remove it.')
+        net = self.get_bare_model(self.net_g)
+        net.G.requires_grad_(False)
+        optim_opt = dict(self.opt['train']['optim_g'])
+        self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), list(net.encoder.parameters()), **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+        get_root_logger().info('train:freeze_generator: G is frozen; only the encoder '
+                               f'({sum(p.numel() for p in net.encoder.parameters())} parameters) trains.')
 
     def init_training_settings(self):
         super().init_training_settings()
