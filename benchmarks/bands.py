@@ -127,8 +127,8 @@ def report(rows, niqe=False):
             gains = psnr - base
             worst = int(np.argmin(gains))
             cells = [band, method, f'{psnr.mean():.2f}',
-                     '' if method == 'bicubic' else f'{gains.mean():+.2f}',
-                     '' if method == 'bicubic' else f'{gains[worst]:+.2f} ({r[worst][0]})',
+                     '' if method == 'bicubic' else f'{gains.mean():+.3f}',
+                     '' if method == 'bicubic' else f'{gains[worst]:+.3f} ({r[worst][0]})',
                      f'{np.mean([x[2] for x in r]):.4f}']
             if niqe:
                 cells.append(f'{np.mean([x[3] for x in r]):.2f}')

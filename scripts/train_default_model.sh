@@ -3,7 +3,8 @@
 # a small KDSR (48/2/10) trained on the degradation mixture, in the stages below, then benchmarked
 # on held-out photos in the clean / mild / heavy bands against bicubic.
 #   bash scripts/train_default_model.sh [PHOTOS_DIR]          (default: ../shared/data/photos)
-#   FROM=recipe bash scripts/train_default_model.sh ...       (only stages 7-8, from models/recipe/)
+#   FROM=recipe bash scripts/train_default_model.sh ...       (only stage 7, from models/recipe/)
+#   V8=1 bash scripts/train_default_model.sh ...              (then stage 8, an experiment, not shipped)
 # Run from the repository root after `pip install .`; every stage resumes (--auto_resume).
 #   1. teacher, L1                      options/default/train_default_v2_x4TA.yml (2400 iterations)
 #   2. student from the teacher, L1+KD  options/default/train_default_v2_x4ST.yml (stopped at 2500)
@@ -13,10 +14,12 @@
 #   6. student on, stage-4 mixture, low options/default/train_default_v6_x4ST.yml (2400 iterations)
 #   7a. v6 as a residual-input teacher  options/default/train_default_v7_x4TA.yml (1200 iterations, + IDR probe)
 #   7b. high-pass-input student, L1+KD  options/default/train_default_v7_x4ST.yml (1600 iterations, + IDR probe)
-#   8. 7b's encoder drives 7a's G       options/default/train_default_v8_x4ST.yml (2400 iterations, G frozen)
+#   (8. 7b's encoder drives 7a's G      options/default/train_default_v8_x4ST.yml (2400 iterations, G frozen;
+#       V8=1 only: it trades clean for heavy input, docs/MODEL.md "Stage 8")
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
-# Time on 2 CPU threads: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 1 h.
+# Time on 2 CPU threads of an AVX512 CPU: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 0.5 h
+# (stage 8: 0.5 h more); an AVX2-only CPU takes about twice as long.
 set -euo pipefail
 PHOTOS=${1:-../shared/data/photos}
 FROM=${FROM:-scratch}
@@ -60,9 +63,12 @@ kdsr-train -opt options/default/train_default_v7_x4TA.yml --auto_resume
 kdsr-train -opt options/default/train_default_v7_x4ST.yml --auto_resume
 [ -f runs/default_v7_student_x4.pth ] || \
   python scripts/export_model.py experiments/default_v7_KDSRx4ST/models/net_g_latest.pth runs/default_v7_student_x4.pth
-# stage 8: that student's encoder learns to drive the stage-7a teacher's generator, which stays frozen
+python scripts/export_model.py experiments/default_v7_KDSRx4ST/models/net_g_latest.pth runs/kdsr_default_x4.pth
+python benchmarks/bands.py --model runs/kdsr_default_x4.pth --model kdsr_model/weights/kdsr_default_x4.pth
+[ "${V8:-0}" = 1 ] || exit 0
+# stage 8 (V8=1): that student's encoder learns to drive the stage-7a teacher's generator, which stays frozen
 [ -f runs/default_v8_student_init_x4.pth ] || python scripts/transplant_model.py runs/default_v7_student_x4.pth \
   runs/default_v8_student_init_x4.pth --arch BlindSR_ST --extra-input --generator runs/default_v7_teacher_x4.pth
 kdsr-train -opt options/default/train_default_v8_x4ST.yml --auto_resume
-python scripts/export_model.py experiments/default_v8_KDSRx4ST/models/net_g_latest.pth runs/kdsr_default_x4.pth
-python benchmarks/bands.py --model runs/kdsr_default_x4.pth --model kdsr_model/weights/kdsr_default_x4.pth
+python scripts/export_model.py experiments/default_v8_KDSRx4ST/models/net_g_latest.pth runs/default_v8_student_x4.pth
+python benchmarks/bands.py --model runs/default_v8_student_x4.pth --model kdsr_model/weights/kdsr_default_x4.pth
