@@ -15,7 +15,7 @@
 #   7a. v6 as a residual-input teacher  options/default/train_default_v7_x4TA.yml (1200 iterations, + IDR probe)
 #   7b. high-pass-input student, L1+KD  options/default/train_default_v7_x4ST.yml (1600 iterations, + IDR probe)
 #   (8. 7b's encoder drives 7a's G      options/default/train_default_v8_x4ST.yml (2400 iterations, G frozen;
-#       V8=1 only: it trades clean for heavy input, docs/MODEL.md "Stage 8")
+#       V8=1 only: it trades clean for heavy input, docs/MODEL.md "Stage 8"))
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
 # Time on 2 CPU threads of an AVX512 CPU: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 0.5 h
@@ -63,7 +63,7 @@ kdsr-train -opt options/default/train_default_v7_x4TA.yml --auto_resume
 kdsr-train -opt options/default/train_default_v7_x4ST.yml --auto_resume
 [ -f runs/default_v7_student_x4.pth ] || \
   python scripts/export_model.py experiments/default_v7_KDSRx4ST/models/net_g_latest.pth runs/default_v7_student_x4.pth
-python scripts/export_model.py experiments/default_v7_KDSRx4ST/models/net_g_latest.pth runs/kdsr_default_x4.pth
+cp runs/default_v7_student_x4.pth runs/kdsr_default_x4.pth  # the built-in model's candidate
 python benchmarks/bands.py --model runs/kdsr_default_x4.pth --model kdsr_model/weights/kdsr_default_x4.pth
 [ "${V8:-0}" = 1 ] || exit 0
 # stage 8 (V8=1): that student's encoder learns to drive the stage-7a teacher's generator, which stays frozen
