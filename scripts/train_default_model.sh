@@ -23,18 +23,8 @@
 set -euo pipefail
 PHOTOS=${1:-../shared/data/photos}
 FROM=${FROM:-scratch}
-SELECT="Bridge_by_Sander_Klootwijk.png LadyBird.png Wine_by_Jakkub_Mede.png"
-if [ ! -d datasets/photos_train_sub ]; then
-  mkdir -p datasets/photos_train datasets/photos_select
-  for f in "$PHOTOS"/train/*; do
-    name=$(basename "$f")
-    case " $SELECT " in *" $name "*) dest=datasets/photos_select ;; *) dest=datasets/photos_train ;; esac
-    ln -sf "$(cd "$(dirname "$f")" && pwd)/$name" "$dest/$name"
-  done
-  kdsr-prepare --hr datasets/photos_train --out datasets/photos_train_sub
-fi
-[ -d datasets/photos_select_bands ] || \
-  kdsr-testset --hr datasets/photos_select --out datasets/photos_select_bands --protocol bands --crop 384
+source "$(dirname "$0")/default_data.sh"
+default_data "$PHOTOS"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 student_stage() {  # stage $1's student from stage $2's, taught by the v2 teacher; exported to runs/
   kdsr-train -opt "options/default/train_default_v$1_x4ST.yml" --auto_resume --force_yml \

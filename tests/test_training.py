@@ -472,3 +472,28 @@ def test_extra_input_teacher_and_student_stages_train_through_the_recipe_script(
     assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
         f'transplant_model.py: error: {tmp_path / "missing.pth"}: checkpoint file not found.']
     assert not (tmp_path / 'x.pth').exists()
+
+
+def test_select_checkpoint_picks_the_best_logged_validation_and_exports_it(teacher_run, tmp_path):
+    """scripts/select_checkpoint.py (the GPU recipe's step 4) reads each validation's PSNR off a
+    real run's log, picks the saved checkpoint with the best mean, and exports it and the last."""
+    exp, log = teacher_run
+    script = os.path.join(REPO, 'scripts', 'select_checkpoint.py')
+    proc = run_py(args=[script, str(exp), str(tmp_path / 'picked')])
+    psnrs = _psnrs(log)  # validations at iterations 2 and 4, then the final one at 4
+    by_iter = {2: psnrs[0], 4: psnrs[-1]}
+    best = max(by_iter, key=by_iter.get)
+    rows = {int(m.group(1)): float(m.group(2)) for m in re.finditer(r'^(\d+) ([\d.]+) [\d.]+$', proc.stdout, re.M)}
+    assert rows == pytest.approx(by_iter, abs=1e-4)
+    assert f'best mean: iteration {best} ' in proc.stdout
+    assert sorted(os.listdir(tmp_path)) == sorted({f'picked_{best}.pth', 'picked_4.pth'})
+    exported = torch.load(tmp_path / f'picked_{best}.pth', weights_only=True)
+    saved = torch.load(exp / 'models' / f'net_g_{best}.pth', weights_only=True)
+    assert set(exported) == {'params_ema'}
+    assert all(torch.equal(exported['params_ema'][k], v) for k, v in saved['params_ema'].items())
+    # a folder that is no run: one line naming it, nothing written
+    empty = tmp_path / 'not_a_run'
+    empty.mkdir()
+    bad = run_py(args=[script, str(empty), str(tmp_path / 'x')], check=False)
+    assert bad.returncode != 0 and str(empty) in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob('x*'))
