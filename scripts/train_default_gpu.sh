@@ -66,7 +66,7 @@ PY
   # 1.1: the H200 runs took 480 s where 440 were planned from the calibration (checkpoints, longer-lived workers)
   total=$("$PY" -c "print(max($STEP, int($left / (1.1 * $spi + $val_s / $STEP)) // $STEP * $STEP))")
   echo "$name: $spi s/iteration with all variants at once, $val_s s a validation; $left s left: total_iter $total"
-  rm -rf "experiments/calib_$name" "experiments/$name"
+  rm -rf "experiments/calib_$name"  # an earlier experiments/$name is archived by BasicSR, not removed
   timeout $((BUDGET_S - (SECONDS - START) + 30)) bash -c "$(declare -f train); $(declare -p EXTRA OPT PY STEP); FORCE='${FORCE:-}'; \
     train $name runs/$name.log train:total_iter=$total 'train:scheduler:periods=[$total]'" &
 done
