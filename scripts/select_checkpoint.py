@@ -10,30 +10,10 @@ checkpoint (experiments/NAME/models/net_g_<iteration>.pth) are candidates.
 """
 import glob
 import os
-import re
 import sys
 
 from export_model import main as export
-
-ITER = re.compile(r'iter:\s*([\d,]+),')
-VAL = re.compile(r'Validation (\S+)')
-PSNR = re.compile(r'# psnr: ([\d.]+)')
-
-
-def read_validations(log):
-    """{iteration: {validation set: PSNR}} from a BasicSR training log (the last logged
-    iteration before a validation block is its iteration; the final one is the run's last)."""
-    rows, it, current = {}, 0, None
-    with open(log, encoding='utf-8') as f:
-        for line in f:
-            if (m := ITER.search(line)):
-                it = int(m.group(1).replace(',', ''))
-            elif (m := VAL.search(line)):
-                current = m.group(1)
-            elif current and (m := PSNR.search(line)):
-                rows.setdefault(it, {})[current] = float(m.group(1))
-                current = None
-    return rows
+from training_log import read_validations
 
 
 def main(run, prefix):

@@ -6,7 +6,7 @@
 #   P64=1 ...   also trains, on the same GPU at the same time, a variant with 64x64 LR patches
 # 1. the data, as the CPU recipe makes it (scripts/default_data.sh);
 # 2. a 150-iteration calibration run of each variant (all at once, as they will run), whose
-#    s/iteration is read off its log between iterations 50 and 150;
+#    s/iteration is read off its log between iterations 50 and 150 (scripts/training_log.py);
 # 3. the runs, each with total_iter (and its cosine) = what fits in the budget left, checkpoints
 #    and selection-crop validation every 500 iterations; each is stopped at the budget's end
 #    whatever happens;
@@ -32,43 +32,28 @@ fi
 CALIB=${CALIB:-150}  # calibration iterations; the speed is read between CALIB/3 and CALIB
 STEP=${STEP:-500}    # total_iter is a multiple of this (checkpoints and validation every STEP)
 
-train() {  # train NAME LOGFILE [force_yml entries...]: one run of $OPT under the name NAME
-  local name=$1 log=$2; shift 2
+train() {  # train NAME LOGFILE SECONDS [force_yml entries...]: one run of $OPT named NAME, stopped after SECONDS (0: never)
+  local name=$1 log=$2 limit=$3; shift 3
   # shellcheck disable=SC2086
-  "$PY" -m kdsr_model.train -opt "$OPT" --force_yml "name=$name" ${EXTRA[${name#calib_}]} \
+  timeout "$limit" "$PY" -m kdsr_model.train -opt "$OPT" --force_yml "name=$name" ${EXTRA[${name#calib_}]} \
     "logger:save_checkpoint_freq=$STEP" "val:val_freq=$STEP" ${FORCE:-} "$@" > "$log" 2>&1
 }
 mkdir -p runs
 for name in "${!EXTRA[@]}"; do  # 2. calibration, all variants at once
   rm -rf "experiments/calib_$name"
-  train "calib_$name" "runs/calib_$name.log" "train:total_iter=$CALIB" "train:scheduler:periods=[$CALIB]" \
+  train "calib_$name" "runs/calib_$name.log" 0 "train:total_iter=$CALIB" "train:scheduler:periods=[$CALIB]" \
     "logger:print_freq=$((CALIB / 3))" val:val_freq=100000 logger:save_checkpoint_freq=100000 &
 done
 wait
 for name in "${!EXTRA[@]}"; do  # 3. the runs
-  read -r spi val_s < <("$PY" - "runs/calib_$name.log" "$CALIB" <<'PY'
-import datetime, re, sys
-calib = int(sys.argv[2])
-stamps = {}
-for line in open(sys.argv[1]):
-    m = re.match(r'(\S+ \S+) INFO: .*iter:\s*([\d,]+),', line)
-    if m:
-        stamps[int(m.group(2).replace(',', ''))] = datetime.datetime.strptime(m.group(1), '%Y-%m-%d %H:%M:%S,%f')
-if calib // 3 not in stamps or calib not in stamps:
-    sys.exit(f'{sys.argv[1]}: the calibration run did not reach iteration {calib} (see the log)')
-vals = [datetime.datetime.strptime(m.group(1), '%Y-%m-%d %H:%M:%S,%f')
-        for m in (re.match(r'(\S+ \S+) INFO: Validation', line) for line in open(sys.argv[1])) if m]
-val_s = (vals[-1] - vals[0]).total_seconds() * len(vals) / max(1, len(vals) - 1) if vals else 0
-print((stamps[calib] - stamps[calib // 3]).total_seconds() / (calib - calib // 3), val_s)
-PY
-)
+  read -r spi val_s < <("$PY" scripts/training_log.py speed "runs/calib_$name.log" "$CALIB")
   left=$((BUDGET_S - (SECONDS - START) - 30))  # 30 s: start-up and checkpoints
   # 1.1: the H200 runs took 480 s where 440 were planned from the calibration (checkpoints, longer-lived workers)
   total=$("$PY" -c "print(max($STEP, int($left / (1.1 * $spi + $val_s / $STEP)) // $STEP * $STEP))")
   echo "$name: $spi s/iteration with all variants at once, $val_s s a validation; $left s left: total_iter $total"
   rm -rf "experiments/calib_$name"  # an earlier experiments/$name is archived by BasicSR, not removed
-  timeout $((BUDGET_S - (SECONDS - START) + 30)) bash -c "$(declare -f train); $(declare -p EXTRA OPT PY STEP); FORCE='${FORCE:-}'; \
-    train $name runs/$name.log train:total_iter=$total 'train:scheduler:periods=[$total]'" &
+  train "$name" "runs/$name.log" $((BUDGET_S - (SECONDS - START) + 30)) "train:total_iter=$total" \
+    "train:scheduler:periods=[$total]" &
 done
 wait || true
 for name in "${!EXTRA[@]}"; do  # 4. the best checkpoint by the selection crops, and the last, exported
