@@ -4,6 +4,8 @@
 # 4x the batch, and a cosine whose length is set from the GPU's measured speed.
 #   BUDGET_S=420 bash scripts/train_default_gpu.sh [PHOTOS_DIR]     (default: ../shared/data/photos)
 #   P64=1 ...   also trains, on the same GPU at the same time, a variant with 64x64 LR patches
+#   OPT=options/default/train_default_v13_x4ST.yml ...   another stage's options (stage 13, written
+#               for 2 CPU threads); GPU_SCALE (below) sets stage 10's GPU batch, precision and workers
 # 1. the data, as the CPU recipe makes it (scripts/default_data.sh);
 # 2. a 150-iteration calibration run of each variant (all at once, as they will run), whose
 #    s/iteration is read off its log between iterations 50 and 150 (scripts/training_log.py);
@@ -11,7 +13,7 @@
 #    and selection-crop validation every 500 iterations; each is stopped at the budget's end
 #    whatever happens;
 # 4. each run's checkpoint with the best mean PSNR over the selection crops' three bands, and its
-#    last, exported to runs/default_v10_<iteration>.pth (scripts/select_checkpoint.py; the table
+#    last, exported to runs/default_v10_<iteration>.pth (stage 13: default_v13_...) (scripts/select_checkpoint.py; the table
 #    in runs/<name>.select.txt). Then measure on held-out photos, on any machine:
 #    python benchmarks/bands.py --model runs/default_v10_<iteration>.pth
 # Needs the package importable by $PY (default: python) and one CUDA device (CUDA_VISIBLE_DEVICES).
@@ -23,10 +25,14 @@ BUDGET_S=${BUDGET_S:-420}  # from the start of this script to the end of the las
 START=$SECONDS
 source scripts/default_data.sh
 default_data "$PHOTOS"
-OPT=options/default/train_default_v10_gpu_x4ST.yml
-declare -A EXTRA=([default_v10_KDSRx4ST]="")
+OPT=${OPT:-options/default/train_default_v10_gpu_x4ST.yml}
+# stage 10's GPU scale, whatever the options file says: batch 32, fp32 (launch-bound), 6 data workers
+GPU_SCALE=${GPU_SCALE-"datasets:train:batch_size_per_gpu=32 datasets:train:num_worker_per_gpu=6 train:autocast=~ queue_size=128"}
+NAME=$(sed -n 's/^name: *//p' "$OPT")  # e.g. default_v10_KDSRx4ST
+[ -n "$NAME" ] || { echo "train_default_gpu.sh: $OPT has no name: line" >&2; exit 1; }
+declare -A EXTRA=(["$NAME"]="")
 if [ "${P64:-0}" = 1 ]; then
-  EXTRA[default_v10p64_KDSRx4ST]="gt_size=256 datasets:train:gt_size=256 datasets:train:batch_size_per_gpu=24 queue_size=96"
+  EXTRA[${NAME/_KDSR/p64_KDSR}]="gt_size=256 datasets:train:gt_size=256 datasets:train:batch_size_per_gpu=24 queue_size=96"
 fi
 [ "${REHEARSE:-0}" = 1 ] || "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "train_default_gpu.sh: no CUDA device (this recipe is for one GPU; scripts/train_default_model.sh is the CPU one)")'
 CALIB=${CALIB:-150}  # calibration iterations; the speed is read between CALIB/3 and CALIB
@@ -35,7 +41,7 @@ STEP=${STEP:-500}    # total_iter is a multiple of this (checkpoints and validat
 train() {  # train NAME LOGFILE SECONDS [force_yml entries...]: one run of $OPT named NAME, stopped after SECONDS (0: never)
   local name=$1 log=$2 limit=$3; shift 3
   # shellcheck disable=SC2086
-  timeout "$limit" "$PY" -m kdsr_model.train -opt "$OPT" --force_yml "name=$name" ${EXTRA[${name#calib_}]} \
+  timeout "$limit" "$PY" -m kdsr_model.train -opt "$OPT" --force_yml "name=$name" $GPU_SCALE ${EXTRA[${name#calib_}]} \
     "logger:save_checkpoint_freq=$STEP" "val:val_freq=$STEP" ${FORCE:-} "$@" > "$log" 2>&1
 }
 mkdir -p runs
@@ -48,6 +54,10 @@ wait
 for name in "${!EXTRA[@]}"; do  # 3. the runs
   read -r spi val_s < <("$PY" scripts/training_log.py speed "runs/calib_$name.log" "$CALIB")
   left=$((BUDGET_S - (SECONDS - START) - 30))  # 30 s: start-up and checkpoints
+  if [ "$left" -lt 60 ]; then
+    echo "train_default_gpu.sh: the calibration left $left s of BUDGET_S=$BUDGET_S; raise BUDGET_S (or lower CALIB)" >&2
+    exit 1
+  fi
   # 1.1: the H200 runs took 480 s where 440 were planned from the calibration (checkpoints, longer-lived workers)
   total=$("$PY" -c "print(max($STEP, int($left / (1.1 * $spi + $val_s / $STEP)) // $STEP * $STEP))")
   echo "$name: $spi s/iteration with all variants at once, $val_s s a validation; $left s left: total_iter $total"
