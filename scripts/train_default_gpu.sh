@@ -13,9 +13,9 @@
 #    and selection-crop validation every 500 iterations; each is stopped at the budget's end
 #    whatever happens;
 # 4. each run's checkpoint with the best mean PSNR over the selection crops' three bands, and its
-#    last, exported to runs/default_v10_<iteration>.pth (stage 13: default_v13_...) (scripts/select_checkpoint.py; the table
-#    in runs/<name>.select.txt). Then measure on held-out photos, on any machine:
-#    python benchmarks/bands.py --model runs/default_v10_<iteration>.pth
+#    last, exported to runs/<stage>_<iteration>.pth, e.g. runs/default_v10_4500.pth
+#    (scripts/select_checkpoint.py; the table in runs/<name>.select.txt). Then measure on
+#    held-out photos, on any machine: python benchmarks/bands.py --model runs/default_v10_<iteration>.pth
 # Needs the package importable by $PY (default: python) and one CUDA device (CUDA_VISIBLE_DEVICES).
 set -euo pipefail
 cd "$(dirname "$0")/.."
