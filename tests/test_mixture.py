@@ -75,6 +75,25 @@ def test_branches_are_drawn_with_their_weights():
     assert 260 < counts['clean'] < 340, counts  # 300 expected
 
 
+def test_classic_light_branch_uses_its_own_ranges():
+    # the same draws through both classic branches: the light one (sigma, noise and JPEG
+    # pinned low) stays closer to the clean LR than the default classic ranges
+    gt = _gt_batch(n=4, size=64)
+    clean_lq, _ = _mixture(clean=1)(gt)
+    errors = {}
+    for branch in ('classic', 'classic_light'):
+        torch.manual_seed(3)
+        random.seed(3)
+        np.random.seed(3)
+        deg = _mixture(**{branch: 1, 'classic_opt': {'sigma': [2.5, 3.0], 'noise': [10, 15], 'jpeg_prob': 1.0},
+                          'classic_light_opt': {'sigma': [0.2, 0.3], 'noise': [0, 1], 'jpeg_prob': 0.0}})
+        lq, out_gt = deg(gt)
+        assert deg.last_branch == branch
+        assert torch.equal(out_gt, gt['gt'])  # crops of gt_size from a gt_size batch: the batch itself
+        errors[branch] = (lq - clean_lq).abs().mean().item()
+    assert errors['classic_light'] < 0.02 < errors['classic'], errors
+
+
 def test_gt_rescale_downscales_the_gt_but_never_below_gt_size():
     deg = _mixture(gt_size=64, clean=1, gt_rescale=[0.5, 0.5])
     out = deg._rescale(_gt_batch(n=1, size=200)['gt'])
@@ -90,6 +109,7 @@ def test_gt_rescale_downscales_the_gt_but_never_below_gt_size():
     ({'clean': 1, 'gt_rescale': [1.0, 0.5]}, 'degradation_mixture:gt_rescale: expected [low, high]'),
     ({'classic': 1, 'classic_opt': {'jpeg_range': [0, 120]}}, 'degradation_mixture:classic_opt:jpeg_range'),
     ({'classic': 1, 'classic_opt': {'sigmas': [1, 2]}}, 'degradation_mixture:classic_opt: unknown key(s) sigmas'),
+    ({'classic_light': 1, 'classic_light_opt': {'noise': [6, 2]}}, 'degradation_mixture:classic_light_opt:noise'),
 ])
 def test_bad_mixture_options_name_the_key(mix, message):
     with pytest.raises(ValueError) as err:

@@ -9,6 +9,9 @@ the batches, so that every update sees several kinds of input:
 - ``classic``: Gaussian blur (isotropic or anisotropic), downscaling, Gaussian noise, then
   JPEG with probability ``jpeg_prob`` (:func:`kdsr_model.data.classic.classic_degrade`
   and BasicSR's DiffJPEG); each sample draws its own values.
+- ``classic_light``: the same with its own ranges (``classic_light_opt`` over
+  :data:`CLASSIC_LIGHT_DEFAULTS`: slight blur, little noise, mild JPEG), so that light and
+  heavy classic input can both be in one mixture with their own weights.
 - ``realworld_mild``: BasicSR's second-order pipeline with milder settings (``mild_opt``
   over :data:`MILD_DEFAULTS`): the first blur uses the dataset's second-order kernel
   (``blur_sigma2``), no final sinc filter, less resizing, noise and JPEG.
@@ -27,15 +30,17 @@ from .classic import anisotropic_gaussian_kernels, classic_degrade, isotropic_ga
 from .realworld import RealWorldDegrader
 from ..errors import check_known_keys
 
-BRANCHES = ('clean', 'classic', 'realworld_mild', 'realworld')
+BRANCHES = ('clean', 'classic', 'classic_light', 'realworld_mild', 'realworld')
 CLASSIC_MIX_DEFAULTS = dict(aniso_prob=0.5, sigma=[0.2, 3.0], lambda_range=[0.2, 4.0], noise=[0, 15], jpeg_prob=0.7,
                             jpeg_range=[40, 95])
+CLASSIC_LIGHT_DEFAULTS = dict(aniso_prob=0.5, sigma=[0.2, 2.0], lambda_range=[0.2, 2.5], noise=[0, 6], jpeg_prob=0.8,
+                              jpeg_range=[60, 95])
 MILD_DEFAULTS = dict(
     resize_prob=[0.2, 0.5, 0.3], resize_range=[0.5, 1.2], gaussian_noise_prob=0.5, noise_range=[1, 10],
     poisson_scale_range=[0.05, 1.0], gray_noise_prob=0.4, jpeg_range=[60, 95], second_blur_prob=0.2,
     resize_prob2=[0.3, 0.4, 0.3], resize_range2=[0.6, 1.2], gaussian_noise_prob2=0.5, noise_range2=[1, 8],
     poisson_scale_range2=[0.05, 0.8], gray_noise_prob2=0.4, jpeg_range2=[60, 95])  # yapf: disable
-MIXTURE_KEYS = BRANCHES + ('classic_opt', 'mild_opt', 'gt_rescale')
+MIXTURE_KEYS = BRANCHES + ('classic_opt', 'classic_light_opt', 'mild_opt', 'gt_rescale')
 
 
 def random_crops(gt, size):
@@ -55,6 +60,16 @@ def _check_range(name, value, low=None, high=None):
     return [float(v) for v in value]
 
 
+def _classic_ranges(key, mix, defaults):
+    """A classic branch's settings: ``defaults`` updated by ``mix[key]``, checked."""
+    opt = {**defaults, **(mix.get(key) or {})}
+    check_known_keys(f'degradation_mixture:{key}', opt, defaults)
+    for name in ('sigma', 'lambda_range', 'noise'):
+        opt[name] = _check_range(f'{key}:{name}', opt[name], 0)
+    opt['jpeg_range'] = _check_range(f'{key}:jpeg_range', opt['jpeg_range'], 1, 100)
+    return opt
+
+
 class MixtureDegrader:
     """``degrader(batch) -> (lq, gt)``: a ``RealESGANDataset`` batch -> LQ and its GT crop of
     ``gt_size``, through one branch drawn per call. Draws come from Python's ``random``,
@@ -63,7 +78,8 @@ class MixtureDegrader:
     Args:
         opt (dict): the model options: ``scale``, ``gt_size``, the real-world keys and the
             ``degradation_mixture`` section (branch weights ``clean``, ``classic``,
-            ``realworld_mild``, ``realworld``; ``classic_opt``, ``mild_opt``, ``gt_rescale``).
+            ``classic_light``, ``realworld_mild``, ``realworld``; ``classic_opt``,
+            ``classic_light_opt``, ``mild_opt``, ``gt_rescale``).
         device: Where the synthesis runs.
     """
 
@@ -79,12 +95,10 @@ class MixtureDegrader:
         if sum(weights) <= 0:
             raise ValueError(f'degradation_mixture: give at least one of {", ".join(BRANCHES)} a weight above 0.')
         self.weights = [w / sum(weights) for w in weights]
-        classic = {**CLASSIC_MIX_DEFAULTS, **(mix.get('classic_opt') or {})}
-        check_known_keys('degradation_mixture:classic_opt', classic, CLASSIC_MIX_DEFAULTS)
-        for key in ('sigma', 'lambda_range', 'noise'):
-            classic[key] = _check_range(f'classic_opt:{key}', classic[key], 0)
-        classic['jpeg_range'] = _check_range('classic_opt:jpeg_range', classic['jpeg_range'], 1, 100)
-        self.classic = classic
+        self.classic = {
+            'classic': _classic_ranges('classic_opt', mix, CLASSIC_MIX_DEFAULTS),
+            'classic_light': _classic_ranges('classic_light_opt', mix, CLASSIC_LIGHT_DEFAULTS)
+        }
         self.gt_rescale = _check_range('gt_rescale', mix['gt_rescale'], 0.1, 1) if mix.get('gt_rescale') else None
         self.scale, self.gt_size = opt['scale'], opt['gt_size']
         self.gt_usm = opt.get('gt_usm', False)
@@ -109,8 +123,7 @@ class MixtureDegrader:
     def _uniform(self, n, low, high):
         return low + (high - low) * torch.rand(n, device=self.device, dtype=torch.float64)
 
-    def _classic_kernels(self, n):
-        opt = self.classic
+    def _classic_kernels(self, n, opt):
         iso = isotropic_gaussian_kernels(self._uniform(n, *opt['sigma']))
         lam = opt['lambda_range']
         aniso = anisotropic_gaussian_kernels(self._uniform(n, *lam), self._uniform(n, *lam),
@@ -127,10 +140,11 @@ class MixtureDegrader:
         if branch == 'clean':
             delta = torch.ones(n, 1, 1, device=self.device)  # a 1x1 identity kernel: no blur
             return classic_degrade(gt, delta, torch.zeros(n, device=self.device), self.scale), gt
-        lq = classic_degrade(gt, self._classic_kernels(n), self._uniform(n, *self.classic['noise']).float(), self.scale)
-        jpeg = torch.rand(n, device=self.device) < self.classic['jpeg_prob']
+        opt = self.classic[branch]
+        lq = classic_degrade(gt, self._classic_kernels(n, opt), self._uniform(n, *opt['noise']).float(), self.scale)
+        jpeg = torch.rand(n, device=self.device) < opt['jpeg_prob']
         if jpeg.any():
-            quality = self._uniform(n, *self.classic['jpeg_range']).float()
+            quality = self._uniform(n, *opt['jpeg_range']).float()
             compressed = (self.jpeger(lq.contiguous(), quality=quality).clamp(0, 1) * 255).round() / 255
             lq = torch.where(jpeg.view(n, 1, 1, 1), compressed, lq)
         return lq, gt
@@ -140,7 +154,7 @@ class MixtureDegrader:
         branch = random.choices(BRANCHES, self.weights)[0]
         self.last_branch = branch
         gt = self._rescale(batch['gt'].to(self.device))
-        if branch in ('clean', 'classic'):
+        if branch in ('clean', 'classic', 'classic_light'):
             return self._synthetic(gt, branch)
         data = dict(batch, gt=gt)
         if branch == 'realworld_mild':
