@@ -18,7 +18,7 @@
 #       V8=1 only: it trades clean for heavy input, docs/MODEL.md "Stage 8"))
 #   (10. on one GPU, from 7b: scripts/train_default_gpu.sh; 11: options/default/train_default_v11*_x4ST.yml;
 #       measured, not shipped: docs/MODEL.md "Stage 10")
-#   (13, 14. from 7b on 2 CPU threads: options/default/train_default_v1{3,4}_x4ST.yml; measured, not
+#   (13 from 7b, 14 from 13, on 2 CPU threads: options/default/train_default_v1{3,4}_x4ST.yml; measured, not
 #       shipped: docs/MODEL.md "Stage 13", "Stage 14")
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
