@@ -11,7 +11,7 @@ from basicsr.models import build_model
 from basicsr.utils.matlab_functions import imresize
 
 from kdsr_model.data.bands import BANDS, band_params, centre_crop, degrade_band
-from kdsr_model.data.mixture import BRANCHES, MixtureDegrader
+from kdsr_model.data.mixture import BRANCHES, MixtureDegrader, detail, detail_crops
 from kdsr_model.errors import OptionError
 from conftest import PHOTO, SAMPLE_PHOTOS
 from conftest import BIN
@@ -102,6 +102,42 @@ def test_gt_rescale_downscales_the_gt_but_never_below_gt_size():
     assert out.shape[-2:] == (64, 64)  # 0.5 would give 48 < gt_size
 
 
+def _flat_and_textured(n=4, size=96):
+    """n - 1 flat grey images and, last, one whose right half is the sample photo's detail."""
+    gt = torch.full((n, 3, size, size), 0.5)
+    gt[-1, :, :, size // 2:] = _gt_batch(n=1, size=size)['gt'][0, :, :, size // 2:]
+    return gt
+
+
+def test_detail_crops_prefer_the_detailed_image_and_its_detailed_part():
+    gt = _flat_and_textured()
+    torch.manual_seed(0)
+    out = detail_crops(gt, 32, prob=1, tries=16)
+    assert out.shape == (4, 3, 32, 32)
+    # each sample is the best of 16 positions in random images: with 4 images, all of them
+    # find the textured one, and a crop inside its textured half
+    richest = detail(gt[-1:, :, :, 48:]).mean()
+    assert all(detail(crop[None]).mean() > 0.7 * richest for crop in out)
+    torch.manual_seed(0)
+    out = detail_crops(gt, 32, prob=0, tries=16)  # own image, random position
+    assert torch.equal(out[:3], torch.full((3, 3, 32, 32), 0.5))
+
+
+def test_detail_crops_reach_every_branch():
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    batch = _gt_batch(n=4)
+    batch['gt'] = _flat_and_textured(size=160)
+    for branch in BRANCHES:
+        deg = _mixture(gt_size=96, **{branch: 1, 'detail_crops': {'prob': 1, 'tries': 16}})
+        lq, gt = deg(batch)
+        assert lq.shape == (4, 3, 24, 24) and gt.shape == (4, 3, 96, 96)
+        assert (detail(gt).mean((1, 2, 3)) > 0.01).all(), branch  # no flat grey crop left
+        lq, gt = _mixture(gt_size=96, **{branch: 1})(batch)
+        assert (detail(gt).mean((1, 2, 3)) < 1e-6).sum() == 3, branch  # without: the three flat ones
+
+
 @pytest.mark.parametrize('mix,message', [
     ({'clean': 1, 'blurry': 1}, 'degradation_mixture: unknown key(s) blurry'),
     ({'clean': -1, 'classic': 1}, 'degradation_mixture:clean: a branch weight must be a number >= 0'),
@@ -110,6 +146,10 @@ def test_gt_rescale_downscales_the_gt_but_never_below_gt_size():
     ({'classic': 1, 'classic_opt': {'jpeg_range': [0, 120]}}, 'degradation_mixture:classic_opt:jpeg_range'),
     ({'classic': 1, 'classic_opt': {'sigmas': [1, 2]}}, 'degradation_mixture:classic_opt: unknown key(s) sigmas'),
     ({'classic_light': 1, 'classic_light_opt': {'noise': [6, 2]}}, 'degradation_mixture:classic_light_opt:noise'),
+    ({'clean': 1, 'detail_crops': 0.5}, 'degradation_mixture:detail_crops: expected {prob: P, tries: K}'),
+    ({'clean': 1, 'detail_crops': {'prob': 1.5}}, 'degradation_mixture:detail_crops:prob'),
+    ({'clean': 1, 'detail_crops': {'tries': 0}}, 'degradation_mixture:detail_crops:tries'),
+    ({'clean': 1, 'detail_crops': {'trys': 4}}, 'degradation_mixture:detail_crops: unknown key(s) trys'),
 ])
 def test_bad_mixture_options_name_the_key(mix, message):
     with pytest.raises(ValueError) as err:

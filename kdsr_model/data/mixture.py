@@ -18,7 +18,11 @@ the batches, so that every update sees several kinds of input:
 - ``realworld``: the same pipeline with the model's top-level keys (the authors' settings).
 
 Before any branch, the GT batch can be downscaled (antialiased bicubic) by a factor drawn
-from ``gt_rescale`` per batch, so the model meets more than one scale of detail.
+from ``gt_rescale`` per batch, so the model meets more than one scale of detail. With
+``detail_crops: {prob: P, tries: K}`` it is then cropped to ``gt_size`` before any branch
+degrades it, and with probability P a sample's crop is the most detailed of K random ones
+in the batch (:func:`detail_crops`): photos are mostly smooth, and a model that has seldom seen dense fine
+texture under light degradation smooths it.
 """
 import random
 
@@ -40,7 +44,7 @@ MILD_DEFAULTS = dict(
     poisson_scale_range=[0.05, 1.0], gray_noise_prob=0.4, jpeg_range=[60, 95], second_blur_prob=0.2,
     resize_prob2=[0.3, 0.4, 0.3], resize_range2=[0.6, 1.2], gaussian_noise_prob2=0.5, noise_range2=[1, 8],
     poisson_scale_range2=[0.05, 0.8], gray_noise_prob2=0.4, jpeg_range2=[60, 95])  # yapf: disable
-MIXTURE_KEYS = BRANCHES + ('classic_opt', 'classic_light_opt', 'mild_opt', 'gt_rescale')
+MIXTURE_KEYS = BRANCHES + ('classic_opt', 'classic_light_opt', 'mild_opt', 'gt_rescale', 'detail_crops')
 
 
 def random_crops(gt, size):
@@ -49,6 +53,32 @@ def random_crops(gt, size):
     tops = torch.randint(0, h - size + 1, (gt.size(0), )).tolist()
     lefts = torch.randint(0, w - size + 1, (gt.size(0), )).tolist()
     return torch.stack([img[:, t:t + size, s:s + size] for img, t, s in zip(gt, tops, lefts)])
+
+
+def detail(gt):
+    """Per-pixel fine detail (B, 1, H, W): the luminance's distance from its 5x5 box mean."""
+    y = gt.mean(1, keepdim=True)
+    return (y - F.avg_pool2d(y, 5, stride=1, padding=2, count_include_pad=False)).abs()
+
+
+def detail_crops(gt, size, prob, tries):
+    """``size`` x ``size`` crops of a (B, C, H, W) batch, one per sample (torch's RNG). Each sample
+    is, with probability ``prob``, the crop with the most fine detail (:func:`detail`, summed) of
+    ``tries`` random positions in random images of the batch (so detailed photos are drawn more
+    often, and their detailed parts), else a random crop of its own image."""
+    b, _, h, w = gt.shape
+    images = torch.randint(0, b, (b, tries))
+    tops = torch.randint(0, h - size + 1, (b, tries))
+    lefts = torch.randint(0, w - size + 1, (b, tries))
+    sums = F.pad(detail(gt).double().cumsum(-1).cumsum(-2), (1, 0, 1, 0))[:, 0].cpu()  # (B, H+1, W+1) integral image
+    scores = (sums[images, tops + size, lefts + size] - sums[images, tops, lefts + size] -
+              sums[images, tops + size, lefts] + sums[images, tops, lefts])
+    rows = torch.arange(b)
+    own = torch.rand(b) >= prob
+    pick = torch.where(own, torch.zeros(b, dtype=torch.long), scores.argmax(1))
+    images = torch.where(own, rows, images[rows, pick]).tolist()
+    tops, lefts = tops[rows, pick].tolist(), lefts[rows, pick].tolist()
+    return torch.stack([gt[i, :, t:t + size, s:s + size] for i, t, s in zip(images, tops, lefts)])
 
 
 def _check_range(name, value, low=None, high=None):
@@ -70,6 +100,18 @@ def _classic_ranges(key, mix, defaults):
     return opt
 
 
+def _detail_crops_opt(value):
+    if not isinstance(value, dict):
+        raise ValueError(f'degradation_mixture:detail_crops: expected {{prob: P, tries: K}}, got {value!r}.')
+    check_known_keys('degradation_mixture:detail_crops', value, ('prob', 'tries'))
+    prob, tries = value.get('prob', 1.0), value.get('tries', 4)
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 <= prob <= 1:
+        raise ValueError(f'degradation_mixture:detail_crops:prob: a probability in [0, 1], got {prob!r}.')
+    if isinstance(tries, bool) or not isinstance(tries, int) or tries < 1:
+        raise ValueError(f'degradation_mixture:detail_crops:tries: an integer >= 1, got {tries!r}.')
+    return float(prob), tries
+
+
 class MixtureDegrader:
     """``degrader(batch) -> (lq, gt)``: a ``RealESGANDataset`` batch -> LQ and its GT crop of
     ``gt_size``, through one branch drawn per call. Draws come from Python's ``random``,
@@ -79,7 +121,7 @@ class MixtureDegrader:
         opt (dict): the model options: ``scale``, ``gt_size``, the real-world keys and the
             ``degradation_mixture`` section (branch weights ``clean``, ``classic``,
             ``classic_light``, ``realworld_mild``, ``realworld``; ``classic_opt``,
-            ``classic_light_opt``, ``mild_opt``, ``gt_rescale``).
+            ``classic_light_opt``, ``mild_opt``, ``gt_rescale``, ``detail_crops``).
         device: Where the synthesis runs.
     """
 
@@ -100,6 +142,7 @@ class MixtureDegrader:
             'classic_light': _classic_ranges('classic_light_opt', mix, CLASSIC_LIGHT_DEFAULTS)
         }
         self.gt_rescale = _check_range('gt_rescale', mix['gt_rescale'], 0.1, 1) if mix.get('gt_rescale') else None
+        self.detail_crops = _detail_crops_opt(mix['detail_crops']) if mix.get('detail_crops') else None
         self.scale, self.gt_size = opt['scale'], opt['gt_size']
         self.gt_usm = opt.get('gt_usm', False)
         self.realworld = RealWorldDegrader(opt, device)
@@ -154,6 +197,8 @@ class MixtureDegrader:
         branch = random.choices(BRANCHES, self.weights)[0]
         self.last_branch = branch
         gt = self._rescale(batch['gt'].to(self.device))
+        if self.detail_crops is not None:
+            gt = detail_crops(gt, self.gt_size, *self.detail_crops)
         if branch in ('clean', 'classic', 'classic_light'):
             return self._synthetic(gt, branch)
         data = dict(batch, gt=gt)
