@@ -8,6 +8,12 @@ name a line, what ``RealESRGANDataset``'s ``meta_info`` reads with ``dataroot_gt
 and with ``--lmdb`` ``OUT/sub.lmdb`` through BasicSR's ``lmdb_util.make_lmdb_from_imgs``
 (use ``dataroot_gt: OUT/sub.lmdb`` with ``io_backend: {type: lmdb}``). A file that cannot be
 read gets one line and is skipped; the command exits with status 1 if any was skipped.
+
+``--scales 1,0.5,0.333`` also cuts each image downscaled by those factors (antialiased, as
+Real-ESRGAN's multi-scale DF2K): a smaller scale packs the same scene into fewer pixels, so the
+model meets denser fine texture. Their sub-images are named ``STEM_x0.5_s001.png``; one side is
+``crop_size`` or the scaled image's shorter side if that is less (``RealESRGANDataset`` pads
+such a sub-image to 400 by reflection).
 """
 import argparse
 import os
@@ -41,11 +47,26 @@ def extract_subimages(img, crop_size=400, step=200, thresh_size=0):
             yield np.ascontiguousarray(img[y:y + crop_size, x:x + crop_size])
 
 
+def scaled_copies(img, scales):
+    """Yield ``(scale, image)``: ``img`` itself for scale 1, else downscaled (``cv2.INTER_AREA``,
+    antialiased) by each factor of ``scales``."""
+    h, w = img.shape[:2]
+    for s in scales:
+        if s == 1:
+            yield s, img
+        else:
+            yield s, cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
+
+
 def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=False, compress_level=3,
-            on_skip=None):
+            on_skip=None, scales=(1, ), min_size=192):
     """Run the whole preparation; returns ``(written sub-image names, failures [(file, reason)])``.
 
-    ``on_skip(path, reason)``, if given, is called for each input skipped."""
+    ``scales``: also cut each image downscaled by these factors (in (0, 1]); a scaled copy's
+    sub-images are ``min(crop_size, shorter side)`` square, and a copy whose shorter side is below
+    ``min_size`` is left out. ``on_skip(path, reason)``, if given, is called for each input skipped."""
+    if not scales or any(not 0 < s <= 1 for s in scales):
+        raise OptionError(f'--scales {",".join(map(str, scales))}: each must be in (0, 1].')
     check_input_output(hr_dir, out_dir)
     sub_dir = os.path.join(out_dir, 'sub')
     for existing in (sub_dir, os.path.join(out_dir, 'meta_info.txt'), os.path.join(out_dir, 'sub.lmdb')):
@@ -72,10 +93,15 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
                 on_skip(os.path.join(hr_dir, name), reason)
             continue
         stem = os.path.splitext(name)[0]
-        for idx, crop in enumerate(extract_subimages(img, crop_size, step, thresh_size), start=1):
-            sub_name = f'{stem}_s{idx:03d}.png'
-            cv2.imwrite(os.path.join(partial, sub_name), crop, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
-            names.append(sub_name)
+        for scale, scaled in scaled_copies(img, scales):
+            size = min(crop_size, *scaled.shape[:2])
+            if size < min(crop_size, min_size):
+                continue
+            prefix = stem if scale == 1 else f'{stem}_x{scale:g}'
+            for idx, crop in enumerate(extract_subimages(scaled, size, step, thresh_size), start=1):
+                sub_name = f'{prefix}_s{idx:03d}.png'
+                cv2.imwrite(os.path.join(partial, sub_name), crop, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
+                names.append(sub_name)
     os.replace(partial, sub_dir)  # complete sub-images appear at once, never half a folder
     with open(os.path.join(out_dir, 'meta_info.txt'), 'w') as f:
         f.writelines(f'{n}\n' for n in names)
@@ -99,13 +125,20 @@ def main(argv=None):
     parser.add_argument('--thresh_size', '--thresh-size', type=int, default=0,
                         help='keep a last, shifted sub-image when this many pixels are left over (default 0)')
     parser.add_argument('--lmdb', action='store_true', help='also write an LMDB of the sub-images')
+    parser.add_argument('--scales', default='1', metavar='S,S,...',
+                        help='also cut each image downscaled by these factors in (0, 1], e.g. 1,0.5,0.333 '
+                        '(denser texture; default 1: the images as they are)')
     args = parser.parse_args(argv)
+    try:
+        scales = [float(v) for v in args.scales.split(',')]
+    except ValueError:
+        parser.error(f'--scales {args.scales}: expected numbers separated by commas, e.g. 1,0.5,0.333')
     for flag, value, low in (('--crop_size', args.crop_size, 1), ('--step', args.step, 1),
                              ('--thresh_size', args.thresh_size, 0)):
         if value < low:
             parser.error(f'{flag} {value}: must be {low} or more')
     names, failures = prepare(
-        args.hr, args.out, args.crop_size, args.step, args.thresh_size, args.lmdb,
+        args.hr, args.out, args.crop_size, args.step, args.thresh_size, args.lmdb, scales=scales,
         on_skip=lambda path, reason: tqdm.write(f'kdsr-prepare: skipped {path}: {reason}', file=sys.stderr))
     print(f'kdsr-prepare: {len(names)} sub-images in {os.path.join(args.out, "sub")}, meta_info '
           f'{os.path.join(args.out, "meta_info.txt")}' + (', LMDB sub.lmdb' if args.lmdb else '') +

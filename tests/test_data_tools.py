@@ -48,6 +48,34 @@ def test_prepare_skips_bad_files_and_never_overwrites(tmp_path, photos):
     assert proc.returncode != 0 and 'exists; choose another --out' in proc.stderr
 
 
+def test_prepare_scales_add_downscaled_sub_images(tmp_path, photos):
+    hr = tmp_path / 'hr'
+    hr.mkdir()
+    img = cv2.imread(os.path.join(photos, 'val', PHOTO))
+    cv2.imwrite(str(hr / 'garden.png'), img)
+    h, w = img.shape[:2]
+    names, failures = prepare(str(hr), str(tmp_path / 'out'), crop_size=400, step=200, scales=(1, 0.5, 0.25))
+    assert failures == []
+    full = [n for n in names if '_x' not in n]
+    half = [n for n in names if n.startswith('garden_x0.5_s')]
+    quarter = [n for n in names if '_x0.25_' in n]
+    assert len(full) == len(crop_positions(h, 400, 200, 0)) * len(crop_positions(w, 400, 200, 0))
+    small = cv2.resize(img, (round(w / 2), round(h / 2)), interpolation=cv2.INTER_AREA)
+    side = min(400, *small.shape[:2])
+    assert len(half) == len(crop_positions(small.shape[0], side, 200, 0)) * len(crop_positions(small.shape[1], side, 200, 0))
+    first = cv2.imread(str(tmp_path / 'out' / 'sub' / half[0]))
+    assert first.shape[:2] == (side, side) and np.array_equal(first, small[:side, :side])
+    assert len(names) == len(full) + len(half) + len(quarter)
+    assert min(h, w) / 4 < 192 and quarter == []  # too small to crop 48x48 LR patches x4 from: left out
+    with pytest.raises(OptionError, match='--scales 1,1.5: each must be in'):
+        prepare(str(hr), str(tmp_path / 'out2'), scales=(1, 1.5))
+    assert not (tmp_path / 'out2').exists()
+    proc = subprocess.run([os.path.join(BIN, 'kdsr-prepare'), '--hr', str(hr), '--out', str(tmp_path / 'out3'),
+                           '--scales', '1,half'], capture_output=True, text=True)
+    assert proc.returncode != 0 and '--scales 1,half: expected numbers' in proc.stderr
+    assert not (tmp_path / 'out3').exists()
+
+
 def _digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
 
