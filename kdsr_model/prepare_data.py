@@ -13,7 +13,8 @@ read gets one line and is skipped; the command exits with status 1 if any was sk
 Real-ESRGAN's multi-scale DF2K): a smaller scale packs the same scene into fewer pixels, so the
 model meets denser fine texture. Their sub-images are named ``STEM_x0.5_s001.png``; one side is
 ``crop_size`` or the scaled image's shorter side if that is less (``RealESRGANDataset`` pads
-such a sub-image to 400 by reflection).
+such a sub-image to 400 by reflection), and a copy under 192 pixels (a 48x48 LR patch x4) is
+left out.
 """
 import argparse
 import os
@@ -65,8 +66,8 @@ def prepare(hr_dir, out_dir, crop_size=400, step=200, thresh_size=0, make_lmdb=F
     ``scales``: also cut each image downscaled by these factors (in (0, 1]); a scaled copy's
     sub-images are ``min(crop_size, shorter side)`` square, and a copy whose shorter side is below
     ``min_size`` is left out. ``on_skip(path, reason)``, if given, is called for each input skipped."""
-    if not scales or any(not 0 < s <= 1 for s in scales):
-        raise OptionError(f'--scales {",".join(map(str, scales))}: each must be in (0, 1].')
+    if not scales or any(not 0 < s <= 1 for s in scales) or len(set(scales)) < len(scales):
+        raise OptionError(f'--scales {",".join(f"{s:g}" for s in scales)}: each must be in (0, 1], each once.')
     check_input_output(hr_dir, out_dir)
     sub_dir = os.path.join(out_dir, 'sub')
     for existing in (sub_dir, os.path.join(out_dir, 'meta_info.txt'), os.path.join(out_dir, 'sub.lmdb')):
@@ -126,8 +127,8 @@ def main(argv=None):
                         help='keep a last, shifted sub-image when this many pixels are left over (default 0)')
     parser.add_argument('--lmdb', action='store_true', help='also write an LMDB of the sub-images')
     parser.add_argument('--scales', default='1', metavar='S,S,...',
-                        help='also cut each image downscaled by these factors in (0, 1], e.g. 1,0.5,0.333 '
-                        '(denser texture; default 1: the images as they are)')
+                        help='cut each image at these scales in (0, 1], e.g. 1,0.5,0.333 for the images as they '
+                        'are and downscaled by 2 and 3 (denser texture; default 1)')
     args = parser.parse_args(argv)
     try:
         scales = [float(v) for v in args.scales.split(',')]

@@ -67,8 +67,9 @@ def test_prepare_scales_add_downscaled_sub_images(tmp_path, photos):
     assert first.shape[:2] == (side, side) and np.array_equal(first, small[:side, :side])
     assert len(names) == len(full) + len(half) + len(quarter)
     assert min(h, w) / 4 < 192 and quarter == []  # too small to crop 48x48 LR patches x4 from: left out
-    with pytest.raises(OptionError, match='--scales 1,1.5: each must be in'):
-        prepare(str(hr), str(tmp_path / 'out2'), scales=(1, 1.5))
+    for bad in ((1, 1.5), (1, 0.5, 0.5)):
+        with pytest.raises(OptionError, match=r'--scales [\d.,]+: each must be in \(0, 1\], each once'):
+            prepare(str(hr), str(tmp_path / 'out2'), scales=bad)
     assert not (tmp_path / 'out2').exists()
     proc = subprocess.run([os.path.join(BIN, 'kdsr-prepare'), '--hr', str(hr), '--out', str(tmp_path / 'out3'),
                            '--scales', '1,half'], capture_output=True, text=True)
