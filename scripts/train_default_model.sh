@@ -20,6 +20,9 @@
 #       measured, not shipped: docs/MODEL.md "Stage 10")
 #   (13 from 7b, 14 from 13, on 2 CPU threads: options/default/train_default_v1{3,4}_x4ST.yml; measured, not
 #       shipped: docs/MODEL.md "Stage 13", "Stage 14")
+#   (15 from 14 with detail crops, 16 from 15 on the photos also at 1/2 and 1/3 scale
+#       (datasets/photos_train_ms_sub), 17 from 16: options/default/train_default_v1{5,6,7}_x4ST.yml;
+#       measured, not shipped: docs/MODEL.md "Stage 15", "Stage 16", "Stage 17")
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
 # Time on 2 CPU threads of an AVX512 CPU: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 0.5 h
