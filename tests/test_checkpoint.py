@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -170,3 +172,32 @@ def test_training_checkpoints_are_written_whole_or_not_at_all(tmp_path, monkeypa
     # the earlier checkpoint is intact and no partial file is left beside it
     assert torch.equal(torch.load(target, weights_only=True)['params']['w'], torch.ones(3))
     assert sorted(p.name for p in tmp_path.iterdir()) == ['net_g_8.pth']
+
+
+def test_interpolate_models_script_blends_weights_and_refuses_other_nets(tmp_path):
+    """scripts/interpolate_models.py (the weight-space blend of docs/MODEL.md "Stage 18"): OUT is
+    (1 - a) A + a B tensor by tensor, loads as the same net, and a different net, a bad alpha or an
+    existing OUT is a one-line error that writes nothing."""
+    from conftest import REPO, error_lines, run_py, save_student
+    a, b = save_student(tmp_path / 'a.pth', seed=0), save_student(tmp_path / 'b.pth', seed=1)
+    wide = save_student(tmp_path / 'wide.pth', n_feats=16, seed=2)
+    script = os.path.join(REPO, 'scripts', 'interpolate_models.py')
+    out = tmp_path / 'soup.pth'
+    run_py(args=[script, a, b, '0.25', str(out)])
+    sa, sb = load_state_dict_file(a), load_state_dict_file(b)
+    soup = torch.load(out, weights_only=True)
+    assert list(soup) == ['params_ema']
+    soup = soup['params_ema']
+    assert soup.keys() == sa.keys()
+    assert all(torch.allclose(soup[k], 0.75 * sa[k] + 0.25 * sb[k], atol=1e-6) for k in sa)
+    assert not torch.equal(soup['G.head.0.weight'], sa['G.head.0.weight'])  # the two nets differ
+    assert detect_kdsr(soup) == detect_kdsr(sa)
+
+    other = run_py(args=[script, a, wide, '0.5', str(tmp_path / 'x.pth')], check=False)
+    assert other.returncode != 0 and len(error_lines(other)) == 1 and 'different nets' in other.stderr
+    alpha = run_py(args=[script, a, b, '1.5', str(tmp_path / 'x.pth')], check=False)
+    assert alpha.returncode != 0 and 'alpha 1.5 is outside [0, 1]' in alpha.stderr
+    before = out.read_bytes()
+    again = run_py(args=[script, b, a, '0.5', str(out)], check=False)
+    assert again.returncode != 0 and 'exists' in again.stderr and out.read_bytes() == before
+    assert not (tmp_path / 'x.pth').exists()

@@ -1,6 +1,8 @@
 """kdsr-prepare and kdsr-degrade on real images on disk."""
 import hashlib
+import importlib.util
 import os
+import shutil
 import subprocess
 
 import cv2
@@ -97,3 +99,45 @@ def test_degrade_refuses_to_overwrite(tmp_path):
     (tmp_path / 'gt').mkdir()
     with pytest.raises(OptionError, match="gt exists; choose another --out"):
         make_test_set(os.path.join(SAMPLES, 'train'), str(tmp_path))
+
+
+@pytest.mark.skipif(shutil.which('dpkg-deb') is None, reason='the script unpacks .deb files with dpkg-deb (Debian tools)')
+def test_texture_select_photos_prepares_as_the_benchmark_photos_and_keeps_existing_files(tmp_path):
+    """scripts/texture_select_photos.py's preparation (given the .deb files with --debs: nothing is
+    downloaded): Lanczos to a long side of 768, sides divisible by 12, RGB PNG; photos already in
+    the output folder are not rewritten, and a missing package is a one-line error."""
+    from conftest import error_lines, run_py
+    from PIL import Image
+    script = os.path.join(REPO, 'scripts', 'texture_select_photos.py')
+    debs, root = tmp_path / 'debs', tmp_path / 'root'
+    debs.mkdir()
+    rng = np.random.default_rng(0)
+    spec = importlib.util.spec_from_file_location('texture_select_photos', script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for pkg in sorted({v[0] for v in module.PHOTOS.values()}):  # a real .deb per package holding its photos
+        for name, (p, inner, *_) in module.PHOTOS.items():
+            if p == pkg:
+                dest = root / pkg / inner
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (1003, 1601, 3), dtype=np.uint8)).save(dest, quality=95)
+        (root / pkg / 'DEBIAN').mkdir()
+        (root / pkg / 'DEBIAN' / 'control').write_text(
+            f'Package: {pkg}\nVersion: 1\nArchitecture: all\nMaintainer: t <t@t>\nDescription: t\n')
+        subprocess.run(['dpkg-deb', '--build', str(root / pkg), str(debs / f'{pkg}_1_all.deb')], check=True,
+                       capture_output=True)
+    out = tmp_path / 'select'
+    out.mkdir()
+    kept = out / 'Path.png'
+    kept.write_bytes(b'mine')
+    run_py(args=[script, str(out), '--debs', str(debs)])
+    assert kept.read_bytes() == b'mine'
+    made = sorted(p.name for p in out.iterdir())
+    assert made == sorted(n + '.png' for n in module.PHOTOS)
+    img = cv2.imread(str(out / 'Kite.png'), cv2.IMREAD_UNCHANGED)
+    assert img.shape == (480, 768, 3)  # 1601 x 1003 -> 768 x 481, cropped to multiples of 12
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    bad = run_py(args=[script, str(tmp_path / 'other'), '--debs', str(empty)], check=False)
+    assert bad.returncode != 0 and len(error_lines(bad)) == 1 and 'no lomiri-wallpapers-16.04_*.deb' in bad.stderr
+    assert not (tmp_path / 'other').exists()  # nothing made when nothing could be

@@ -1,0 +1,53 @@
+"""Blend two KDSR checkpoints of one net in weight space (a "model soup"): OUT = (1 - a) * A + a * B over
+every floating-point tensor. Both should descend from one training run (every default-model stage after
+7b continues v7), so that the straight line between them stays in one basin; docs/MODEL.md "Stage 18".
+
+    python scripts/interpolate_models.py A.pth B.pth 0.5 OUT.pth
+
+Writes the EMA weights only, as scripts/export_model.py does; an existing OUT is left alone.
+"""
+import argparse
+import os
+import sys
+
+import torch
+
+from kdsr_arch.checkpoint import first_line, load_kdsr
+from kdsr_model.io import atomic_output
+
+
+def interpolate(a_path, b_path, alpha):
+    """The blended state dict; ValueError when A and B are different nets."""
+    net_a, spec_a = load_kdsr(a_path)
+    net_b, spec_b = load_kdsr(b_path)
+    if spec_a != spec_b:
+        raise ValueError(f'{a_path} ({spec_a.arch} {spec_a.options()}) and {b_path} ({spec_b.arch} '
+                         f'{spec_b.options()}) are different nets; give two checkpoints of one architecture.')
+    sa, sb = net_a.state_dict(), net_b.state_dict()
+    return {k: torch.lerp(sa[k], sb[k], alpha) if sa[k].is_floating_point() else sb[k] for k in sa}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('a', help='checkpoint A (weight 1 - alpha)')
+    parser.add_argument('b', help='checkpoint B (weight alpha)')
+    parser.add_argument('alpha', type=float, help="B's weight, in [0, 1]")
+    parser.add_argument('out')
+    args = parser.parse_args()
+    if not 0 <= args.alpha <= 1:
+        parser.error(f'alpha {args.alpha:g} is outside [0, 1].')
+    if os.path.exists(args.out):
+        sys.exit(f'{args.out}: exists; remove it or choose another output path.')
+    try:
+        state = interpolate(args.a, args.b, args.alpha)
+    except (OSError, ValueError, KeyError) as err:
+        sys.exit(f'interpolate_models.py: error: {first_line(err)}')
+    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
+    with atomic_output(args.out) as tmp:
+        torch.save({'params_ema': state}, tmp)
+        load_kdsr(tmp)  # loads strictly, or says why not
+    print(f'{args.out}: {1 - args.alpha:g} x {args.a} + {args.alpha:g} x {args.b}')
+
+
+if __name__ == '__main__':
+    main()
