@@ -188,6 +188,33 @@ def write_atomic(path, write, mode='wb'):
             write(f)
 
 
+def save_weights(state, path):
+    """Write a KDSR state dict as ``{'params_ema': state}`` (the inference format) atomically, after
+    it re-loads strictly; returns its :class:`~kdsr_arch.checkpoint.KDSRSpec`. A failure leaves
+    ``path`` as it was."""
+    import torch
+
+    from kdsr_arch.checkpoint import load_kdsr
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with atomic_output(path) as tmp:
+        torch.save({'params_ema': state}, tmp)
+        return load_kdsr(tmp)[1]  # loads strictly, or says why not
+
+
+def make_weights_file(tool, path, make):
+    """The recipe scripts' common end: refuse an existing ``path`` (a user's file is never
+    overwritten), build the state dict with ``make()`` (a bad input file is one line naming it,
+    then exit) and :func:`save_weights` it; returns the spec."""
+    import sys
+    if os.path.exists(path):
+        sys.exit(f'{path}: exists; remove it or choose another output path.')
+    try:
+        state = make()
+    except (OSError, ValueError, KeyError) as err:
+        sys.exit(f'{tool}: error: {first_line(err)}')
+    return save_weights(state, path)
+
+
 def encode_image(path, img):
     """The bytes of ``img`` in the format of ``path``'s extension (16-bit and alpha dropped
     where the format has neither). A two-channel ``img`` is gray + alpha: a PNG of colour type

@@ -6,18 +6,13 @@ checked and re-loaded.
 import os
 import sys
 
-import torch
-
 from kdsr_arch import load_kdsr
-from kdsr_model.io import atomic_output
+from kdsr_model.io import save_weights
 
 
 def main(src, dst):
     net, spec = load_kdsr(src)  # params_ema preferred; strict load proves the file is whole
-    os.makedirs(os.path.dirname(dst) or '.', exist_ok=True)
-    with atomic_output(dst) as tmp:  # renamed to dst only once it re-loads
-        torch.save({'params_ema': net.state_dict()}, tmp)
-        load_kdsr(tmp)
+    save_weights(net.state_dict(), dst)  # renamed to dst only once it re-loads
     print(f'{dst}: {"teacher" if spec.is_teacher else "student"} {spec.options()}, {sum(p.numel() for p in net.parameters()):,} parameters, '
           f'{os.path.getsize(dst) / 2**20:.1f} MiB')
 

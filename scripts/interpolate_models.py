@@ -7,13 +7,11 @@ every floating-point tensor. Both should descend from one training run (every de
 Writes the EMA weights only, as scripts/export_model.py does; an existing OUT is left alone.
 """
 import argparse
-import os
-import sys
 
 import torch
 
-from kdsr_arch.checkpoint import first_line, load_kdsr
-from kdsr_model.io import atomic_output
+from kdsr_arch.checkpoint import load_kdsr
+from kdsr_model.io import make_weights_file
 
 
 def interpolate(a_path, b_path, alpha):
@@ -36,16 +34,7 @@ def main():
     args = parser.parse_args()
     if not 0 <= args.alpha <= 1:
         parser.error(f'alpha {args.alpha:g} is outside [0, 1].')
-    if os.path.exists(args.out):
-        sys.exit(f'{args.out}: exists; remove it or choose another output path.')
-    try:
-        state = interpolate(args.a, args.b, args.alpha)
-    except (OSError, ValueError, KeyError) as err:
-        sys.exit(f'interpolate_models.py: error: {first_line(err)}')
-    os.makedirs(os.path.dirname(args.out) or '.', exist_ok=True)
-    with atomic_output(args.out) as tmp:
-        torch.save({'params_ema': state}, tmp)
-        load_kdsr(tmp)  # loads strictly, or says why not
+    make_weights_file('interpolate_models.py', args.out, lambda: interpolate(args.a, args.b, args.alpha))
     print(f'{args.out}: {1 - args.alpha:g} x {args.a} + {args.alpha:g} x {args.b}')
 
 

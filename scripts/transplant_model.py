@@ -9,13 +9,9 @@ encoder is given that teacher's generator (--generator). Writes the EMA weights 
 scripts/export_model.py does; an existing OUT is left alone.
 """
 import argparse
-import os
-import sys
 
-import torch
-
-from kdsr_arch.checkpoint import KDSRSpec, detect_kdsr, first_line, load_kdsr, load_state_dict_file, transplant
-from kdsr_model.io import atomic_output
+from kdsr_arch.checkpoint import KDSRSpec, detect_kdsr, load_state_dict_file, transplant
+from kdsr_model.io import make_weights_file
 
 
 def main():
@@ -27,20 +23,16 @@ def main():
                         help='highpass_input for a student, residual_input for a teacher')
     parser.add_argument('--generator', metavar='G.pth', help="take the generator G from this KDSR checkpoint")
     args = parser.parse_args()
-    if os.path.exists(args.dst):
-        sys.exit(f'{args.dst}: exists; remove it or choose another output path.')
-    try:
+
+    def make():
         state = load_state_dict_file(args.src)
         spec = detect_kdsr(state, args.src)
         target = KDSRSpec(args.arch, spec.n_feats, spec.n_encoder_res, spec.scale, spec.n_sr_blocks, args.extra_input)
         generator = load_state_dict_file(args.generator) if args.generator else None
-        state = transplant(state, target, args.src, generator, args.generator)
-    except (OSError, ValueError, KeyError) as err:
-        sys.exit(f'transplant_model.py: error: {first_line(err)}')
-    with atomic_output(args.dst) as tmp:
-        torch.save({'params_ema': state}, tmp)
-        load_kdsr(tmp)  # loads strictly, or says why not
-    print(f'{args.dst}: {target.options()}')
+        return transplant(state, target, args.src, generator, args.generator)
+
+    spec = make_weights_file('transplant_model.py', args.dst, make)
+    print(f'{args.dst}: {spec.options()}')
 
 
 if __name__ == '__main__':
