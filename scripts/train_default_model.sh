@@ -23,6 +23,8 @@
 #   (15 from 14 with detail crops, 16 from 15 on the photos also at 1/2 and 1/3 scale
 #       (datasets/photos_train_ms_sub), 17 from 16: options/default/train_default_v1{5,6,7}_x4ST.yml;
 #       measured, not shipped: docs/MODEL.md "Stage 15", "Stage 16", "Stage 17")
+#   (18. v7 and v16 blended in weight space, no training: scripts/interpolate_models.py, chosen on
+#       the texture selection photos of scripts/texture_select_photos.py; not shipped: docs/MODEL.md "Stage 18")
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
 # Time on 2 CPU threads of an AVX512 CPU: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 0.5 h
