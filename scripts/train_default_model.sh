@@ -25,6 +25,8 @@
 #       measured, not shipped: docs/MODEL.md "Stage 15", "Stage 16", "Stage 17")
 #   (18. v7 and v16 blended in weight space, no training: scripts/interpolate_models.py, chosen on
 #       the texture selection photos of scripts/texture_select_photos.py; not shipped: docs/MODEL.md "Stage 18")
+#   (19 from 17, detail crops for 9 samples in 10: options/default/train_default_v19_x4ST.yml; measured, not
+#       shipped: docs/MODEL.md "Stage 19")
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
 # Time on 2 CPU threads of an AVX512 CPU: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 0.5 h
