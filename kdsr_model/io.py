@@ -7,6 +7,7 @@ tools turn into one line naming the file.
 import os
 import socket
 import struct
+import sys
 import tempfile
 import time
 import zlib
@@ -205,7 +206,6 @@ def make_weights_file(tool, path, make):
     """The recipe scripts' common end: refuse an existing ``path`` (a user's file is never
     overwritten), build the state dict with ``make()`` (a bad input file is one line naming it,
     then exit) and :func:`save_weights` it; returns the spec."""
-    import sys
     if os.path.exists(path):
         sys.exit(f'{path}: exists; remove it or choose another output path.')
     try:

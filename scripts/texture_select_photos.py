@@ -20,6 +20,8 @@ import tempfile
 import numpy as np
 from PIL import Image
 
+from kdsr_model.io import atomic_output
+
 # name -> (package, path inside the package, author, licence)
 PHOTOS = {
     'aitzgorri_by_Aitzol_Berasategi': ('lomiri-wallpapers-16.04', 'usr/share/backgrounds/aitzgorri_by_Aitzol_Berasategi.jpg',
@@ -48,9 +50,8 @@ def prepare(src, dst):
     h, w = arr.shape[:2]
     top, left = (h % 12) // 2, (w % 12) // 2
     arr = arr[top:top + h - h % 12, left:left + w - w % 12]
-    tmp = dst + '.part'
-    Image.fromarray(arr).save(tmp, format='PNG')
-    os.replace(tmp, dst)
+    with atomic_output(dst) as tmp:  # a partial PNG never stands as the photo
+        Image.fromarray(arr).save(tmp, format='PNG')
 
 
 def main():
@@ -68,12 +69,12 @@ def main():
         if not args.debs:
             r = subprocess.run(['apt-get', 'download', *packages], cwd=work, capture_output=True, text=True)
             if r.returncode:
-                sys.exit(f'texture_select_photos: apt-get download {" ".join(packages)} failed; download the .deb files '
+                sys.exit(f'texture_select_photos.py: error: apt-get download {" ".join(packages)} failed; download the .deb files '
                          f'by hand and give their folder with --debs')
         for pkg in packages:
             found = glob.glob(os.path.join(debs, f'{pkg}_*.deb'))
             if not found:
-                sys.exit(f'texture_select_photos: no {pkg}_*.deb in {debs}; give the folder holding it with --debs')
+                sys.exit(f'texture_select_photos.py: error: no {pkg}_*.deb in {debs}; give the folder holding it with --debs')
             subprocess.run(['dpkg-deb', '-x', found[0], os.path.join(work, 'x')], check=True)
         os.makedirs(args.out, exist_ok=True)
         for name, (pkg, path, author, licence) in todo.items():
