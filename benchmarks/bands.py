@@ -44,9 +44,9 @@ def bicubic(lr, hr):
     return cv2.resize(lr, (lr.shape[1] * SCALE, lr.shape[0] * SCALE), interpolation=cv2.INTER_CUBIC)
 
 
-def student_method(path, param_key='auto'):
+def student_method(path, param_key='auto', color_fix=True):
     loaded = load_kdsr(path, param_key) if path else None
-    up = KDSRUpscaler(path, device='cpu', bf16=False, loaded=loaded)
+    up = KDSRUpscaler(path, device='cpu', bf16=False, loaded=loaded, color_fix=color_fix)
     return lambda lr, hr: up.enhance(lr)[0]
 
 
@@ -165,6 +165,8 @@ def main():
     parser.add_argument('--figure_photo', default=None, help='file name of the photo for --figure')
     parser.add_argument('--param_key', default='auto', help="weights in the checkpoints: auto (params_ema, else "
                         "params), params or params_ema")
+    parser.add_argument('--no_color_fix', action='store_true',
+                        help="students without the upscaler's colour fix (the figures before v18)")
     parser.add_argument('--threads', type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -174,7 +176,7 @@ def main():
         args.photos = [p for p in (shared_val, os.path.join(HERE, 'photos')) if os.path.isdir(p)]
     methods = {'bicubic': bicubic}
     for path in args.model or ([] if args.teacher else [None]):
-        methods[os.path.basename(path) if path else 'KDSR (built-in)'] = student_method(path, args.param_key)
+        methods[os.path.basename(path) if path else 'KDSR (built-in)'] = student_method(path, args.param_key, not args.no_color_fix)
     for path in args.teacher:
         methods[os.path.basename(path) + ' (teacher, sees HR)'] = teacher_method(path, args.param_key)
     for spec in args.peer:

@@ -78,6 +78,8 @@ def parse_args(argv=None):
                    help='full precision: no fp16 on CUDA, no bf16 on CPU (the defaults where the hardware has them)')
     p.add_argument('--bf16', action='store_true',
                    help='CPU: bfloat16 autocast even without native bf16 (the default on CPUs with AVX512-BF16/AMX)')
+    p.add_argument('--no_color_fix', action='store_true',
+                   help="the net's colours as they come (default: the output keeps the input's coarse colour)")
     p.add_argument('--alpha_upsampler', default='kdsr', choices=['kdsr', 'realesrgan', 'bicubic'],
                    help="alpha channel: through the KDSR net ('realesrgan' means the same) or bicubic")
     p.add_argument('--face_enhance', action='store_true', help='restore faces with GFPGAN (local weights, see below)')
@@ -145,7 +147,8 @@ def main(argv=None):
     try:
         upscaler = KDSRUpscaler(args.model, device=args.device, gpu_id=gpu_id, half=not args.fp32,
                                 bf16=False if args.fp32 else (True if args.bf16 else None),
-                                tile=args.tile, tile_pad=args.tile_pad, pre_pad=args.pre_pad)
+                                tile=args.tile, tile_pad=args.tile_pad, pre_pad=args.pre_pad,
+                                color_fix=not args.no_color_fix)
         face_enhancer = None
         if args.face_enhance:
             from .faces import FaceEnhancer

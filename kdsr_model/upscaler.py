@@ -40,6 +40,7 @@ MIN_TILE = 32
 CPU_TILE_BUDGET = 1.5 * 2**30  # bytes of activations per tile on CPU (keeps a 1080p x4 run near 2-3 GB)
 UPSAMPLE_CHUNK = 128  # LR side of the sub-tiles the upsampler + tail run on
 EDGE_PAD = 4  # LR pixels of reflect padding on every side (the nets' zero padding tints the borders)
+COLOR_FIX_SIGMA = 4.0  # LR pixels: the Gaussian whose low-pass of the output is set to the input's
 
 
 def edge_padded(generate: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tensor, scale: int) -> torch.Tensor:
@@ -51,6 +52,35 @@ def edge_padded(generate: Callable[[torch.Tensor], torch.Tensor], lq: torch.Tens
     if e <= 0:
         return generate(lq)
     return generate(F.pad(lq, (e, e, e, e), mode='reflect'))[..., e * scale:(e + h) * scale, e * scale:(e + w) * scale]
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian low-pass of a (B, C, H, W) tensor, ``sigma`` in pixels, reflected edges."""
+    radius = min(math.ceil(3 * sigma), x.shape[-2] - 1, x.shape[-1] - 1)
+    if radius < 1:
+        return x.clone()
+    r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-r**2 / (2 * sigma**2))
+    k = (k / k.sum()).repeat(x.shape[1], 1, 1, 1)  # (C, 1, 1, K)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode='reflect'), k, groups=x.shape[1])
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode='reflect'), k.transpose(2, 3), groups=x.shape[1])
+
+
+def keep_input_colors(out: torch.Tensor, lq: torch.Tensor, scale: int, sigma: float = COLOR_FIX_SIGMA,
+                      rows: int = 64) -> torch.Tensor:
+    """Set the coarse colour of ``out`` (1, C, s*h, s*w) to that of its input ``lq`` (1, C, h, w),
+    in place: the difference of their Gaussian low-passes (``sigma`` LR pixels; ``out``
+    area-downscaled) is upsampled bilinearly and added, ``rows`` LR rows at a time (no full-size
+    temporary). Detail finer than the Gaussian is the net's own. The nets shift colours by up to
+    a few levels on smooth areas, by how degraded their IDR says the input is."""
+    diff = gaussian_blur(lq.float(), sigma) - gaussian_blur(F.avg_pool2d(out, scale), sigma)
+    h = diff.shape[-2]
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        m0, m1 = max(0, r0 - 1), min(h, r1 + 1)  # one row beyond: bilinear reads the neighbours
+        up = F.interpolate(diff[..., m0:m1, :], scale_factor=scale, mode='bilinear', align_corners=False)
+        out[..., r0 * scale:r1 * scale, :] += up[..., (r0 - m0) * scale:(r1 - m0) * scale, :]
+    return out
 
 
 def device_option(device: str | torch.device) -> torch.device:
@@ -125,11 +155,13 @@ class KDSRUpscaler:
             less than the image's shorter side).
         loaded (tuple | None): ``load_kdsr(model_path)``'s ``(net, spec)`` when the caller has
             already read the file (it is not read again).
+        color_fix (bool): keep the input's coarse colour (:func:`keep_input_colors`). Default: True.
     """
 
     def __init__(self, model_path: str | None = None, device: str | torch.device = 'auto', gpu_id: int | None = None,
                  half: bool | None = None, tile: int = 0, tile_pad: int | None = None, pre_pad: int = 0,
-                 bf16: bool | None = None, loaded: tuple[BlindSR_ST, KDSRSpec] | None = None) -> None:
+                 bf16: bool | None = None, loaded: tuple[BlindSR_ST, KDSRSpec] | None = None,
+                 color_fix: bool = True) -> None:
         if model_path is None and not os.path.isfile(DEFAULT_MODEL):
             raise FileNotFoundError('no built-in model in this installation yet; give a KDSR student checkpoint '
                                     'with -m/--model (any BlindSR_ST file, e.g. the authors\' KDSRS-GAN.pth).')
@@ -153,6 +185,7 @@ class KDSRUpscaler:
         self.tile = tile
         self.tile_pad = self.net.G.receptive_radius if tile_pad is None else tile_pad
         self.pre_pad = pre_pad
+        self.color_fix = color_fix
         self.last_tile_retry = None
         if self.device.type == 'cpu':
             if bf16 is None:
@@ -229,10 +262,12 @@ class KDSRUpscaler:
 
         The image is reflect-padded by :data:`EDGE_PAD` pixels on every side and the output
         cropped back: the nets' zero padding would otherwise tint the outermost output pixels
-        (up to 50 levels in the corners of a flat image; under 2 with the pad)."""
+        (up to 50 levels in the corners of a flat image; under 2 with the pad). With ``color_fix``
+        the output keeps the input's coarse colour (:func:`keep_input_colors`)."""
         if idr is None:
             idr = self.idr(lq)
-        return edge_padded(lambda x: self._upsample(x, idr, 2 * EDGE_PAD), lq, self.scale)
+        out = edge_padded(lambda x: self._upsample(x, idr, 2 * EDGE_PAD), lq, self.scale)
+        return keep_input_colors(out, lq.cpu(), self.scale) if self.color_fix else out
 
     def _upsample(self, lq, idr, margin=0):
         """The generator on ``lq``, tiled when it is larger than the tile plus ``margin`` (the

@@ -161,8 +161,10 @@ def test_bicubic_row_is_basicsr_psnr_of_matlab_bicubic(data):
 
 def _run_net(net, lr, hr=None):
     """The net by hand: the IDR of the image (teachers: with the HR), the generator on the LR
-    reflect-padded by EDGE_PAD on every side, the output cropped back."""
+    reflect-padded by EDGE_PAD on every side, the output cropped back; students (as the upscaler
+    runs them) then keep the LR's coarse colour."""
     from kdsr_model.upscaler import EDGE_PAD as e
+    from kdsr_model.upscaler import keep_input_colors
     t = [
         torch.from_numpy(np.ascontiguousarray(x[:, :, ::-1]).astype(np.float32) / 255).permute(2, 0, 1)[None]
         for x in (lr, hr) if x is not None
@@ -172,6 +174,8 @@ def _run_net(net, lr, hr=None):
         idr = net.encode(*t)[0]
         sr = net.upsample(torch.nn.functional.pad(t[0], (e, e, e, e), mode='reflect'), idr)
     sr = sr[..., e * s:(e + h) * s, e * s:(e + w) * s]
+    if hr is None:
+        sr = keep_input_colors(sr.clone(), t[0], s)
     return (sr[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1] * 255).round().astype(np.uint8)
 
 

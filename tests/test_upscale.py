@@ -72,7 +72,7 @@ def test_upsampler_sub_tiles_equal_the_plain_generator(student_file, photos):
     img = cv2.imread(os.path.join(photos, 'val', sorted(os.listdir(os.path.join(photos, 'val')))[0]))
     lq = torch.from_numpy(img[:UPSAMPLE_CHUNK + 30, :UPSAMPLE_CHUNK + 45, ::-1].astype(np.float32) / 255)
     lq = lq.permute(2, 0, 1).unsqueeze(0).contiguous()
-    up = KDSRUpscaler(student_file, device='cpu', bf16=False)
+    up = KDSRUpscaler(student_file, device='cpu', bf16=False, color_fix=False)  # the generator alone
     e, s, (h, w) = EDGE_PAD, up.scale, lq.shape[-2:]
     with torch.no_grad():
         idr = up.net.encode(lq)[0]
@@ -492,6 +492,47 @@ def test_unwritable_cache_still_upscales_and_says_so(student_file, tmp_path, mon
     assert 'cache not writable' in up.precision_note
     out, _ = up.enhance(np.zeros((8, 8, 3), np.uint8))
     assert out.shape == (32, 32, 3)
+
+
+def test_keep_input_colors_sets_the_coarse_colour_and_keeps_the_detail(photos):
+    from kdsr_model.upscaler import gaussian_blur, keep_input_colors
+    lq = torch.from_numpy(_photo(photos, 60, 70)[:, :, ::-1].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    sr = torch.nn.functional.interpolate(lq, scale_factor=4, mode='bicubic', align_corners=False)
+    cast = sr + torch.tensor([-0.012, 0.0, 0.008]).view(1, 3, 1, 1)  # a net's colour shift: -3 / 0 / +2 levels
+    fixed = keep_input_colors(cast.clone(), lq, 4)
+    whole = keep_input_colors(cast.clone(), lq, 4, rows=10**6)
+    assert (fixed - whole).abs().max() < 1e-6  # row chunks (no full-size temporary) equal one pass
+    low = lambda x: gaussian_blur(torch.nn.functional.avg_pool2d(x, 4), 4)  # noqa: E731
+    shift = lambda x: ((low(x) - gaussian_blur(lq, 4)).mean((0, 2, 3)) * 255).abs()  # noqa: E731
+    assert (shift(cast) > 1.9).sum() == 2 and (shift(fixed) < 0.05).all()
+    detail = lambda x: x - torch.nn.functional.interpolate(  # noqa: E731
+        low(x), scale_factor=4, mode='bilinear', align_corners=False)
+    assert (detail(fixed) - detail(cast)).abs().max() < 1e-4  # detail finer than the Gaussian: untouched
+
+
+def test_built_in_model_keeps_the_colour_of_flat_areas():
+    """The nets shift flat colours by up to a few levels, by their IDR; the colour fix (the
+    default) keeps the input's; ``color_fix=False`` shows what the net does alone."""
+    fixed, plain = KDSRUpscaler(device='cpu', bf16=False), KDSRUpscaler(device='cpu', bf16=False, color_fix=False)
+    off = {}
+    for bgr in ((204, 115, 64), (140, 172, 224), (40, 110, 70), (128, 128, 128)):  # sky, skin, leaf, grey
+        flat = np.full((40, 48, 3), bgr, np.uint8)
+        for name, up in (('fixed', fixed), ('plain', plain)):
+            out = up.enhance(flat)[0][16:-16, 16:-16].astype(np.float64)
+            off.setdefault(name, []).append(np.abs(out.mean((0, 1)) - bgr).max())
+    assert max(off['fixed']) < 0.5, off
+    assert off['plain'][0] > 0.5 and off['plain'][0] > 2 * off['fixed'][0], off  # the sky: what the fix is for
+
+
+def test_no_color_fix_option(tmp_path, photo_crops):
+    cli('-i', photo_crops, '-o', tmp_path / 'fixed', '--fp32', check=0)
+    cli('-i', photo_crops, '-o', tmp_path / 'plain', '--fp32', '--no_color_fix', check=0)
+    plain = KDSRUpscaler(device='cpu', bf16=False, color_fix=False)
+    for f in sorted((tmp_path / 'plain').glob('*.png')):  # (the JPEG input's output is a JPEG: lossy)
+        src = next(p for p in photo_crops.iterdir() if p.stem + '_out' == f.stem)
+        ours, cli_out = plain.enhance(cv2.imread(str(src)))[0], cv2.imread(str(f))
+        assert np.abs(ours.astype(int) - cli_out).max() <= 1
+        assert not np.array_equal(cli_out, cv2.imread(str(tmp_path / 'fixed' / f.name)))
 
 
 def test_folder_run_with_the_built_in_model(tmp_path, photo_crops):
