@@ -176,7 +176,8 @@ def main():
         args.photos = [p for p in (shared_val, os.path.join(HERE, 'photos')) if os.path.isdir(p)]
     methods = {'bicubic': bicubic}
     for path in args.model or ([] if args.teacher else [None]):
-        methods[os.path.basename(path) if path else 'KDSR (built-in)'] = student_method(path, args.param_key, not args.no_color_fix)
+        name = os.path.basename(path) if path else 'KDSR (built-in)'
+        methods[name] = student_method(path, args.param_key, not args.no_color_fix)
     for path in args.teacher:
         methods[os.path.basename(path) + ' (teacher, sees HR)'] = teacher_method(path, args.param_key)
     for spec in args.peer:
