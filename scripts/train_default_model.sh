@@ -29,6 +29,8 @@
 #   18. the built-in model: 0.2 v7 + 0.8 v16 in weight space (scripts/interpolate_models.py), A = 0.8
 #       picked on the selection photos (datasets/photos_select + scripts/texture_select_photos.py) with
 #       the upscaler's colour fix: docs/MODEL.md "Stage 18"
+#   (21, 21b from v18, the KD loss weighted up or on the raw IDR: options/default/train_default_v21{,b}_x4ST.yml;
+#       measured, not shipped: docs/MODEL.md "Stage 21")
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
 # Time on 2 CPU threads of an AVX512 CPU: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 0.5 h
