@@ -29,7 +29,7 @@
 #   18. the built-in model: 0.2 v7 + 0.8 v16 in weight space (scripts/interpolate_models.py), A = 0.8
 #       picked on the selection photos (datasets/photos_select + scripts/texture_select_photos.py) with
 #       the upscaler's colour fix: docs/MODEL.md "Stage 18"
-#   (21, 21b from v18, the KD loss weighted up or on the raw IDR: options/default/train_default_v21{,b}_x4ST.yml;
+#   (21 from v18, the KD loss weighted up (21b: on the raw IDR): options/default/train_default_v21_x4ST.yml;
 #       measured, not shipped: docs/MODEL.md "Stage 21")
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
