@@ -115,3 +115,33 @@ class IDRProbeLoss(nn.Module):
         idr = idr_prime[0] if isinstance(idr_prime, (list, tuple)) else idr_prime
         target = (degradation_stats(lq, gt) - self.low) / self.span
         return self.loss_weight * F.mse_loss(idr[:, :target.shape[1]].float(), target)
+
+
+@LOSS_REGISTRY.register()
+class IDRGroupLoss(nn.Module):
+    """Asks the IDRs of crops that share one degradation to agree (not in the paper; off unless set).
+
+    A student's IDR can follow the photo's content as much as its degradation (docs/MODEL.md,
+    stage 21), and the KD loss grows both parts alike. With ``degradation_mixture:
+    shared_degradation: 4`` the batch comes in groups of 4 consecutive crops degraded alike; this
+    loss is the variance of D' within the groups over its variance across the whole batch (the
+    latter detached: a scale, not a target), so 0 when a group agrees and about 1 when the
+    grouping means nothing. The KD loss keeps the degradations apart. No parameters.
+
+    Args:
+        loss_weight (float): Loss weight. Default: 1.0.
+    """
+
+    def __init__(self, loss_weight=1.0):
+        super().__init__()
+        self.loss_weight = loss_weight
+
+    def forward(self, idr_prime, group):
+        """``idr_prime``: (B, 4C) or the nets' list of it; ``group``: crops per shared degradation."""
+        idr = (idr_prime[0] if isinstance(idr_prime, (list, tuple)) else idr_prime).float()
+        if group < 2 or idr.size(0) % group:
+            raise ValueError(f'IDRGroupLoss: a batch of {idr.size(0)} is not made of groups of {group}.')
+        groups = idr.reshape(idr.size(0) // group, group, -1)
+        within = (groups - groups.mean(1, keepdim=True)).pow(2).mean()
+        total = (idr - idr.mean(0)).pow(2).mean().detach().clamp_min(1e-12)
+        return self.loss_weight * within / total

@@ -5,7 +5,7 @@ import pytest
 import torch
 from basicsr.losses import build_loss
 
-from kdsr_model.losses import IDRProbeLoss, KDLoss, degradation_stats
+from kdsr_model.losses import IDRGroupLoss, IDRProbeLoss, KDLoss, degradation_stats
 from conftest import REPO
 
 
@@ -100,3 +100,23 @@ def test_idr_probe_loss_reads_the_first_four_entries_and_is_built_from_options()
     assert value.item() == pytest.approx(0.5 * 1 / 4, rel=1e-5)  # MSE over 4 entries, weighted
     value.backward()
     assert off.grad[:, 0].abs().item() > 0 and torch.count_nonzero(off.grad[:, 4:]) == 0
+
+
+def test_idr_group_loss_is_zero_when_groups_agree_and_near_one_for_random_groups():
+    loss = build_loss({'type': 'IDRGroupLoss', 'loss_weight': 2.0})
+    assert isinstance(loss, IDRGroupLoss)
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(8, 1, 32, generator=g)
+    agreeing = centres.expand(8, 4, 32).reshape(32, 32)
+    assert loss([agreeing], 4).item() == pytest.approx(0, abs=1e-6)
+    spread = (centres + 0.1 * torch.randn(8, 4, 32, generator=g)).reshape(32, 32)
+    random_rows = torch.randn(32, 32, generator=g)
+    near, far = loss(spread, 4).item(), loss(random_rows, 4).item()
+    assert 0 < near < 0.05 and 2 * 0.6 < far < 2 * 1.0  # random groups: about (g-1)/g of the variance
+    # the gradient pulls each row towards its group's mean; the batch variance is only a scale
+    x = spread.clone().requires_grad_(True)
+    loss(x, 4).backward()
+    towards = -(x.grad.reshape(8, 4, 32) * (spread.reshape(8, 4, 32) - spread.reshape(8, 4, 32).mean(1, keepdim=True)))
+    assert towards.sum() < 0
+    with pytest.raises(ValueError, match='a batch of 6 is not made of groups of 4'):
+        loss(torch.randn(6, 32), 4)

@@ -1,21 +1,27 @@
 """The training degradation mixture and the frozen evaluation bands."""
 import os
 import random
+import re
 import subprocess
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import yaml
 from basicsr.models import build_model
 from basicsr.utils.matlab_functions import imresize
+from basicsr.utils.options import ordered_yaml
+
+from kdsr_arch import BlindSR_TA
 
 from kdsr_model.data.bands import BANDS, band_params, centre_crop, degrade_band
-from kdsr_model.data.mixture import BRANCHES, MixtureDegrader, detail, detail_crops
+from kdsr_model.data.mixture import BRANCHES, MixtureDegrader, detail, detail_crops, mosaic, unmosaic
 from kdsr_model.errors import OptionError
+from kdsr_model.losses import degradation_stats
 from conftest import PHOTO, SAMPLE_PHOTOS
 from conftest import BIN
-from conftest import _batch, _in_process, _options, _psnrs, _train
+from conftest import _batch, _in_process, _opt_dict, _options, _psnrs, _train
 
 
 def _gt_batch(n=2, size=96, seed=0):
@@ -150,11 +156,94 @@ def test_detail_crops_reach_every_branch():
     ({'clean': 1, 'detail_crops': {'prob': 1.5}}, 'degradation_mixture:detail_crops:prob'),
     ({'clean': 1, 'detail_crops': {'tries': 0}}, 'degradation_mixture:detail_crops:tries'),
     ({'clean': 1, 'detail_crops': {'trys': 4}}, 'degradation_mixture:detail_crops: unknown key(s) trys'),
+    ({'clean': 1, 'shared_degradation': 2}, 'degradation_mixture:shared_degradation: 1 (every crop'),
+    ({'clean': 1, 'shared_degradation': True}, 'degradation_mixture:shared_degradation: 1 (every crop'),
 ])
 def test_bad_mixture_options_name_the_key(mix, message):
     with pytest.raises(ValueError) as err:
         _mixture(**mix)
     assert message in str(err.value)
+
+
+def test_mosaic_lays_out_groups_of_four_and_unmosaic_inverts_it():
+    x = torch.randn(8, 3, 5, 7)
+    m = mosaic(x)
+    assert m.shape == (2, 3, 10, 14)
+    assert torch.equal(m[0, :, :5, :7], x[0]) and torch.equal(m[0, :, :5, 7:], x[1])
+    assert torch.equal(m[0, :, 5:, :7], x[2]) and torch.equal(m[1, :, 5:, 7:], x[7])
+    assert torch.equal(unmosaic(m), x)
+
+
+def _group_disagreement(branch, shared):
+    """How far the residual energy of the LR (:func:`degradation_stats`) varies within groups of
+    4 crops cut from one place of the photo, against its spread over the batch. The real-world
+    branches here add noise alone (resizing and a second blur off, pulse kernels, JPEG 95):
+    what differs between crops of one place is then the drawn noise level."""
+    torch.manual_seed(0)
+    random.seed(0)
+    np.random.seed(0)
+    batch = _gt_batch(n=16, size=128)
+    batch['gt'] = batch['gt'][::4].repeat_interleave(4, 0)  # each group of 4: one crop, 4 times
+    noisy = dict(resize_prob=[0, 0, 1], resize_prob2=[0, 0, 1], second_blur_prob=0, gaussian_noise_prob=1,
+                 gaussian_noise_prob2=1, noise_range=[1, 30], noise_range2=[1, 30], jpeg_range=[95, 95],
+                 jpeg_range2=[95, 95])
+    mix = {branch: 1, 'shared_degradation': shared, 'mild_opt': noisy}
+    deg = MixtureDegrader({'scale': 4, 'gt_size': 128, **noisy, 'degradation_mixture': mix})
+    lq, gt = deg(batch)
+    assert lq.shape == (16, 3, 32, 32) and gt.shape == (16, 3, 128, 128)
+    assert torch.equal(gt[::4].repeat_interleave(4, 0), gt)  # the GT is split back in place
+    residual = degradation_stats(lq, gt)[:, 0].view(4, 4)
+    return float(residual.std(1).mean() / residual.std())
+
+
+@pytest.mark.parametrize('branch', ['classic', 'classic_light', 'realworld_mild', 'realworld'])
+def test_shared_degradation_gives_a_group_one_draw(branch):
+    shared, own = _group_disagreement(branch, 4), _group_disagreement(branch, 1)
+    assert shared < 0.2 and own > 0.5, (shared, own)  # own draws vary within a group as across the batch
+
+
+def test_shared_degradation_degrades_a_group_as_one_image():
+    """Without noise and JPEG, the crops of a group cut from one place get one LR, but near the seams."""
+    torch.manual_seed(0)
+    batch = _gt_batch(n=8, size=128)
+    batch['gt'] = batch['gt'][::4].repeat_interleave(4, 0)
+    lq, _ = _mixture(gt_size=128, classic=1, shared_degradation=4,
+                     classic_opt={'noise': [0, 0], 'jpeg_prob': 0})(batch)
+    centre = lq[..., 8:-8, 8:-8].reshape(2, 4, 3, 16, 16)  # away from the seams
+    assert (centre - centre[:, :1]).abs().max() * 255 < 0.5
+    assert (centre[0] - centre[1]).abs().mean() * 255 > 5  # the two groups: other photos' places, other draws
+
+
+def test_pair_pool_keeps_groups_that_share_a_degradation_together(tmp_path, prepared):  # noqa: F811
+    mix = {'clean': 1, 'shared_degradation': 4}
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, top={'degradation_mixture': mix,
+                                                                              'queue_size': 16})
+    opt['datasets']['train']['batch_size_per_gpu'] = 8
+    model = build_model(opt)
+    torch.manual_seed(0)
+    seen = set()
+    for step in range(12):
+        marker = (2 * step + torch.arange(8) // 4).float()  # two groups of 4 a batch, one marker each
+        model.lq = marker.view(8, 1, 1, 1).expand(8, 3, 4, 4).clone()
+        model.gt = marker.view(8, 1, 1, 1).expand(8, 3, 16, 16).clone()
+        model._dequeue_and_enqueue()
+        out = model.lq[:, 0, 0, 0].view(2, 4)
+        assert torch.equal(out, out[:, :1].expand(2, 4)), (step, out)  # whole groups, never split
+        assert torch.equal(model.gt[:, 0, 0, 0].view(2, 4), out)  # pairs stay pairs
+        seen.update(out[:, 0].tolist())
+    assert len(seen) > 12  # shuffled: more than the two newest groups come back
+
+
+@pytest.mark.parametrize('change,message', [
+    ({'train': {'idr_group_opt': {'type': 'IDRGroupLoss'}}},
+     'train:idr_group_opt: needs crops that share a degradation; add degradation_mixture:shared_degradation: 4'),
+    ({'top': {'degradation_mixture': {'clean': 1, 'shared_degradation': 4}}},
+     'shared_degradation: 4 needs datasets:train:batch_size_per_gpu divisible by 4, got 2'),
+])
+def test_group_loss_and_shared_degradation_misuse(tmp_path, prepared, change, message):  # noqa: F811
+    opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, **change)
+    with pytest.raises(OptionError, match=re.escape(message)):
+        build_model(opt)
 
 
 def test_model_with_a_mixture_synthesises_and_names_bad_keys(tmp_path, prepared):  # noqa: F811
@@ -176,6 +265,24 @@ def test_kdsr_train_with_a_mixture(tmp_path, prepared):  # noqa: F811
     log = _train(opt_file, tmp_path)
     assert len(_psnrs(log)) >= 2  # validated during the run
     assert (tmp_path / 'experiments' / name / 'models' / 'net_g_latest.pth').is_file()
+
+
+@pytest.mark.slow
+def test_kdsr_train_student_with_shared_degradations_and_the_group_loss(tmp_path, prepared):  # noqa: F811
+    teacher = tmp_path / 'teacher.pth'
+    net = BlindSR_TA(n_feats=16, n_encoder_res=2, scale=4, n_sr_blocks=4)
+    torch.save({'params': net.state_dict(), 'params_ema': net.state_dict()}, teacher)
+    mix = {'clean': 1, 'classic': 1, 'realworld': 1, 'shared_degradation': 4}
+    opt = _opt_dict('train_kdsrnet_x4ST_tiny.yml', prepared, pretrain_network_g=str(teacher),
+                    pretrain_network_TA=str(teacher), top={'degradation_mixture': mix, 'queue_size': 8},
+                    train={'idr_group_opt': {'type': 'IDRGroupLoss', 'loss_weight': 0.5}})
+    opt['datasets']['train']['batch_size_per_gpu'] = 4
+    opt_file = tmp_path / 'group.yml'
+    opt_file.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))
+    log = _train(opt_file, tmp_path)
+    groups = [float(v) for v in re.findall(r'l_group: ([\d.e+-]+)', log)]
+    assert groups and all(0 < g < 0.5 * 1.5 for g in groups), log[-2000:]  # logged, and a ratio (weighted)
+    assert (tmp_path / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth').is_file()
 
 
 # ----------------------------------------------------------------- bands

@@ -23,6 +23,14 @@ from ``gt_rescale`` per batch, so the model meets more than one scale of detail.
 degrades it, and with probability P a sample's crop is the most detailed of K random ones
 in the batch (:func:`detail_crops`): photos are mostly smooth, and a model that has seldom seen dense fine
 texture under light degradation smooths it.
+
+With ``shared_degradation: 4`` the batch comes in groups of 4 consecutive crops that share one
+degradation draw (kernel, noise level, resizing, JPEG quality; not the noise itself): each
+group is laid out as a 2x2 mosaic, degraded as one image by the drawn branch, and split
+again (:func:`mosaic`, :func:`unmosaic`). The pair pool keeps the groups together, and the
+``IDRGroupLoss`` of :mod:`kdsr_model.losses` can then ask the IDRs of a group to agree: the
+IDR should follow the degradation, not the content. Near the seams a crop sees a few LR pixels
+of its neighbours' blur, nothing more.
 """
 import random
 
@@ -44,7 +52,23 @@ MILD_DEFAULTS = dict(
     poisson_scale_range=[0.05, 1.0], gray_noise_prob=0.4, jpeg_range=[60, 95], second_blur_prob=0.2,
     resize_prob2=[0.3, 0.4, 0.3], resize_range2=[0.6, 1.2], gaussian_noise_prob2=0.5, noise_range2=[1, 8],
     poisson_scale_range2=[0.05, 0.8], gray_noise_prob2=0.4, jpeg_range2=[60, 95])  # yapf: disable
-MIXTURE_KEYS = BRANCHES + ('classic_opt', 'classic_light_opt', 'mild_opt', 'gt_rescale', 'detail_crops')
+MIXTURE_KEYS = BRANCHES + ('classic_opt', 'classic_light_opt', 'mild_opt', 'gt_rescale', 'detail_crops',
+                           'shared_degradation')
+GROUP = 4  # crops per shared degradation: a 2x2 mosaic
+_KERNEL_KEYS = ('kernel1', 'kernel2', 'sinc_kernel')
+
+
+def mosaic(x):
+    """(4N, C, H, W) -> (N, C, 2H, 2W): each 4 consecutive samples laid out as a 2x2 mosaic."""
+    b, c, h, w = x.shape
+    return x.reshape(b // GROUP, 2, 2, c, h, w).permute(0, 3, 1, 4, 2, 5).reshape(b // GROUP, c, 2 * h, 2 * w)
+
+
+def unmosaic(x):
+    """The inverse of :func:`mosaic`: (N, C, 2H, 2W) -> (4N, C, H, W)."""
+    n, c, h2, w2 = x.shape
+    h, w = h2 // 2, w2 // 2
+    return x.reshape(n, c, 2, h, 2, w).permute(0, 2, 4, 1, 3, 5).reshape(n * GROUP, c, h, w)
 
 
 def random_crops(gt, size):
@@ -79,6 +103,13 @@ def detail_crops(gt, size, prob, tries):
     images = torch.where(own, rows, images[rows, pick]).tolist()
     tops, lefts = tops[rows, pick].tolist(), lefts[rows, pick].tolist()
     return torch.stack([gt[i, :, t:t + size, s:s + size] for i, t, s in zip(images, tops, lefts)])
+
+
+def _shared_opt(value):
+    if isinstance(value, bool) or value not in (1, GROUP):
+        raise ValueError(f'degradation_mixture:shared_degradation: 1 (every crop draws its own degradation) or '
+                         f'{GROUP} (groups of {GROUP} crops share one), got {value!r}.')
+    return value
 
 
 def _check_range(name, value, low=None, high=None):
@@ -121,7 +152,8 @@ class MixtureDegrader:
         opt (dict): the model options: ``scale``, ``gt_size``, the real-world keys and the
             ``degradation_mixture`` section (branch weights ``clean``, ``classic``,
             ``classic_light``, ``realworld_mild``, ``realworld``; ``classic_opt``,
-            ``classic_light_opt``, ``mild_opt``, ``gt_rescale``, ``detail_crops``).
+            ``classic_light_opt``, ``mild_opt``, ``gt_rescale``, ``detail_crops``,
+            ``shared_degradation``).
         device: Where the synthesis runs.
     """
 
@@ -143,8 +175,15 @@ class MixtureDegrader:
         }
         self.gt_rescale = _check_range('gt_rescale', mix['gt_rescale'], 0.1, 1) if mix.get('gt_rescale') else None
         self.detail_crops = _detail_crops_opt(mix['detail_crops']) if mix.get('detail_crops') else None
+        self.shared = _shared_opt(mix.get('shared_degradation', 1))
+        batch_size = ((opt.get('datasets') or {}).get('train') or {}).get('batch_size_per_gpu')
+        if self.shared > 1 and isinstance(batch_size, int) and batch_size % self.shared:
+            raise ValueError(f'degradation_mixture:shared_degradation: {self.shared} needs '
+                             f'datasets:train:batch_size_per_gpu divisible by {self.shared}, got {batch_size}.')
         self.scale, self.gt_size = opt['scale'], opt['gt_size']
         self.gt_usm = opt.get('gt_usm', False)
+        side = 2 if self.shared > 1 else 1  # the real-world branches crop a mosaic whole
+        opt = {**opt, 'gt_size': opt['gt_size'] * side}
         self.realworld = RealWorldDegrader(opt, device)
         self.mild = RealWorldDegrader({**opt, **MILD_DEFAULTS, **(mix.get('mild_opt') or {})}, device)
         self.device = self.realworld.device
@@ -174,9 +213,9 @@ class MixtureDegrader:
         pick = (torch.rand(n, device=self.device) < opt['aniso_prob']).view(n, 1, 1)
         return torch.where(pick, aniso, iso).float()
 
-    def _synthetic(self, gt, branch):
-        """The clean and classic branches: per-sample crops, then Eq. 1 (+ JPEG)."""
-        gt = random_crops(gt, self.gt_size)
+    def _synthetic(self, gt, branch, size):
+        """The clean and classic branches: per-sample ``size`` crops, then Eq. 1 (+ JPEG)."""
+        gt = random_crops(gt, size)
         if self.gt_usm:
             gt = self.usm_sharpener(gt)
         n = gt.size(0)
@@ -199,8 +238,20 @@ class MixtureDegrader:
         gt = self._rescale(batch['gt'].to(self.device))
         if self.detail_crops is not None:
             gt = detail_crops(gt, self.gt_size, *self.detail_crops)
+        if self.shared == 1:
+            return self._degrade(branch, gt, batch)
+        if gt.size(0) % GROUP:
+            raise ValueError(f'degradation_mixture:shared_degradation: {GROUP} needs a batch size per GPU divisible '
+                             f'by {GROUP}, got {gt.size(0)}; change datasets:train:batch_size_per_gpu.')
+        if self.detail_crops is None:
+            gt = random_crops(gt, self.gt_size)
+        batch = {k: v[::GROUP] if k in _KERNEL_KEYS else v for k, v in batch.items()}  # a group's kernels: its first
+        lq, gt = self._degrade(branch, mosaic(gt), batch)
+        return unmosaic(lq), unmosaic(gt)
+
+    def _degrade(self, branch, gt, batch):
         if branch in ('clean', 'classic', 'classic_light'):
-            return self._synthetic(gt, branch)
+            return self._synthetic(gt, branch, self.gt_size * (2 if self.shared > 1 else 1))
         data = dict(batch, gt=gt)
         if branch == 'realworld_mild':
             pulse = torch.zeros_like(batch['sinc_kernel'])

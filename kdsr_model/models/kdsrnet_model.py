@@ -18,7 +18,8 @@ ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder
 class GeneratorStepMixin:
     """The rest of a generator step once ``self.output`` exists: the configured pixel and
     perceptual losses (unless ``image_losses`` is False) plus ``extra`` ones, backward, step,
-    log, EMA; the optional ``train:idr_probe_opt`` loss on the IDR (``probe_loss``); and
+    log, EMA; the optional ``train:idr_probe_opt`` and ``train:idr_group_opt`` losses on the IDR
+    (``probe_loss``; the latter needs ``degradation_mixture:shared_degradation``); and
     ``train:encoder_init: kaiming``, which re-initialises the encoder when a run starts (after
     ``pretrain_network_g`` is loaded; not on resume); and ``train:freeze_generator: true``, which
     trains the encoder alone (the generator ``G`` keeps the weights it was loaded with)."""
@@ -50,6 +51,12 @@ class GeneratorStepMixin:
         train_opt = self.opt['train']
         probe_opt = train_opt.get('idr_probe_opt')
         self.cri_probe = build_loss(probe_opt).to(self.device) if probe_opt else None
+        group_opt = train_opt.get('idr_group_opt')
+        self.cri_group = build_loss(group_opt).to(self.device) if group_opt else None
+        self.idr_group = (self.opt.get('degradation_mixture') or {}).get('shared_degradation', 1)
+        if self.cri_group is not None and self.idr_group == 1:
+            raise OptionError('train:idr_group_opt: needs crops that share a degradation; add '
+                              'degradation_mixture:shared_degradation: 4.')
         init = train_opt.get('encoder_init')
         if init not in (None, 'kaiming'):
             raise OptionError(f"train:encoder_init: {init!r} is not supported; use kaiming, or ~ to keep the weights.")
@@ -60,10 +67,14 @@ class GeneratorStepMixin:
             get_root_logger().info('train:encoder_init: the encoder of net_g re-initialised (kaiming).')
 
     def probe_loss(self, idr_prime):
-        """``{'l_probe': ...}`` for the net's IDR of this batch, or ``{}`` without ``idr_probe_opt``."""
-        if self.cri_probe is None:
-            return {}
-        return {'l_probe': self.cri_probe(idr_prime, self.lq, self.gt)}
+        """``{'l_probe': ..., 'l_group': ...}`` for the net's IDR of this batch, as far as
+        ``idr_probe_opt`` and ``idr_group_opt`` are set."""
+        losses = {}
+        if self.cri_probe is not None:
+            losses['l_probe'] = self.cri_probe(idr_prime, self.lq, self.gt)
+        if self.cri_group is not None:
+            losses['l_group'] = self.cri_group(idr_prime, self.idr_group)
+        return losses
 
     def image_losses(self, pix_target, percep_target, prefix='l_', **extra):
         """The configured losses of ``self.output``: pixel (``{prefix}pix``), then ``extra``, then

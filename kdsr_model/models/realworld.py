@@ -107,8 +107,11 @@ class RealDegradationMixin(SynthesisMixin):
             self.queue_gt[self.queue_ptr:self.queue_ptr + b] = self.gt
             self.queue_ptr += b
             return
-        # full: shuffle, train on the first b pairs, put the new batch in their place
-        idx = torch.randperm(self.queue_size, device=self.queue_lr.device)
+        # full: shuffle (groups that share a degradation stay together), train on the first b pairs,
+        # put the new batch in their place
+        group = getattr(self.degrader, 'shared', 1)
+        idx = (torch.randperm(self.queue_size // group, device=self.queue_lr.device)[:, None] * group +
+               torch.arange(group, device=self.queue_lr.device)).flatten()
         self.queue_lr, self.queue_gt = self.queue_lr[idx], self.queue_gt[idx]
         lq, gt = self.queue_lr[:b].clone(), self.queue_gt[:b].clone()
         self.queue_lr[:b], self.queue_gt[:b] = self.lq, self.gt
