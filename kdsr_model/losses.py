@@ -124,9 +124,9 @@ class IDRGroupLoss(nn.Module):
     A student's IDR can follow the photo's content as much as its degradation (docs/MODEL.md,
     stage 21), and the KD loss grows both parts alike. With ``degradation_mixture:
     shared_degradation: 4`` the batch comes in groups of 4 consecutive crops degraded alike; this
-    loss is the variance of D' within the groups over its variance across the whole batch (the
-    latter detached: a scale, not a target), so 0 when a group agrees and about 1 when the
-    grouping means nothing. The KD loss keeps the degradations apart. No parameters.
+    loss is the variance of D' within the groups over its variance across the whole batch: 0 when
+    a group agrees, about 1 when the grouping means nothing, and blind to the scale of D' (shrinking
+    the IDR does not lower it; only taking the groups apart does). No parameters.
 
     Args:
         loss_weight (float): Loss weight. Default: 1.0.
@@ -143,5 +143,49 @@ class IDRGroupLoss(nn.Module):
             raise ValueError(f'IDRGroupLoss: a batch of {idr.size(0)} is not made of groups of {group}.')
         groups = idr.reshape(idr.size(0) // group, group, -1)
         within = (groups - groups.mean(1, keepdim=True)).pow(2).mean()
-        total = (idr - idr.mean(0)).pow(2).mean().detach().clamp_min(1e-12)
+        total = (idr - idr.mean(0)).pow(2).mean().clamp_min(1e-12)
         return self.loss_weight * within / total
+
+
+def _relative_distances(x):
+    """(B, D) -> the (B, B - 1) distances of each row to the others, over their mean (fp32)."""
+    x = x.float()
+    d = torch.cdist(x, x)
+    off = ~torch.eye(x.size(0), dtype=torch.bool, device=x.device)
+    d = d[off].view(x.size(0), x.size(0) - 1)
+    return d / d.mean().clamp_min(1e-12)
+
+
+@LOSS_REGISTRY.register()
+class KDRelationLoss(nn.Module):
+    """Distils the geometry of the teacher's IDRs over a batch (not in the paper; off unless set).
+
+    The KD loss matches each student IDR to its teacher's one at a time; the student can meet it
+    and still place two crops with one degradation far apart when their contents differ, which
+    the teacher (it sees the HR) does not (docs/MODEL.md, stage 21). This loss compares the
+    distances between the IDRs D' of every two samples of the batch, each set over its mean
+    distance (so blind to scale), under a smooth L1 (relational KD, Park et al. 2019): the
+    student's IDRs should sit near each other where the teacher's do. Batches of crops that
+    share a degradation (``degradation_mixture:shared_degradation: 4``) give it pairs of one
+    degradation and two contents. No parameters.
+
+    Args:
+        loss_weight (float): Loss weight. Default: 1.0.
+        beta (float): Where the smooth L1 turns from quadratic to linear. Default: 0.5.
+    """
+
+    def __init__(self, loss_weight=1.0, beta=0.5):
+        super().__init__()
+        if beta <= 0:
+            raise OptionError(f'KDRelationLoss: beta must be positive, got {beta}.')
+        self.loss_weight = loss_weight
+        self.beta = beta
+
+    def forward(self, t_fea, s_fea):
+        """``t_fea``, ``s_fea``: (B, 4C) tensors, or the nets' lists of them (the first is used); B >= 3."""
+        teacher = (t_fea[0] if isinstance(t_fea, (list, tuple)) else t_fea).detach()
+        student = s_fea[0] if isinstance(s_fea, (list, tuple)) else s_fea
+        if student.size(0) < 3:
+            raise ValueError(f'KDRelationLoss: needs a batch of at least 3 samples, got {student.size(0)}.')
+        return self.loss_weight * F.smooth_l1_loss(_relative_distances(student), _relative_distances(teacher),
+                                                   beta=self.beta)

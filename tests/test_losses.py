@@ -5,7 +5,8 @@ import pytest
 import torch
 from basicsr.losses import build_loss
 
-from kdsr_model.losses import IDRGroupLoss, IDRProbeLoss, KDLoss, degradation_stats
+from kdsr_model.errors import OptionError
+from kdsr_model.losses import IDRGroupLoss, IDRProbeLoss, KDLoss, KDRelationLoss, degradation_stats
 from conftest import REPO
 
 
@@ -113,10 +114,33 @@ def test_idr_group_loss_is_zero_when_groups_agree_and_near_one_for_random_groups
     random_rows = torch.randn(32, 32, generator=g)
     near, far = loss(spread, 4).item(), loss(random_rows, 4).item()
     assert 0 < near < 0.05 and 2 * 0.6 < far < 2 * 1.0  # random groups: about (g-1)/g of the variance
-    # the gradient pulls each row towards its group's mean; the batch variance is only a scale
+    assert loss(3 * spread + 1, 4).item() == pytest.approx(loss(spread, 4).item(), rel=1e-5)  # blind to scale
+    # the gradient pulls each row towards its group's mean
     x = spread.clone().requires_grad_(True)
     loss(x, 4).backward()
     towards = -(x.grad.reshape(8, 4, 32) * (spread.reshape(8, 4, 32) - spread.reshape(8, 4, 32).mean(1, keepdim=True)))
     assert towards.sum() < 0
     with pytest.raises(ValueError, match='a batch of 6 is not made of groups of 4'):
         loss(torch.randn(6, 32), 4)
+
+
+def test_kd_relation_loss_compares_the_batch_geometry_blind_to_scale_and_shift():
+    loss = build_loss({'type': 'KDRelationLoss', 'loss_weight': 2.0, 'beta': 0.5})
+    assert isinstance(loss, KDRelationLoss)
+    g = torch.Generator().manual_seed(0)
+    # teacher: 4 degradations, 4 crops each, the crops close together
+    teacher = (torch.randn(4, 1, 32, generator=g) + 0.05 * torch.randn(4, 4, 32, generator=g)).reshape(16, 32)
+    assert loss([teacher], [3 * teacher + 1]).item() == pytest.approx(0, abs=1e-6)
+    # a student whose crops of one degradation lie as far apart as different degradations
+    content = torch.randn(16, 32, generator=g)
+    bad = (teacher + content).requires_grad_(True)
+    value = loss(teacher, bad)
+    assert value.item() > 0.05
+    value.backward()
+    assert bad.grad.abs().sum() > 0
+    better = teacher + 0.1 * content
+    assert 0 < loss(teacher, better).item() < value.item()
+    with pytest.raises(ValueError, match='at least 3 samples, got 2'):
+        loss(teacher[:2], teacher[:2])
+    with pytest.raises(OptionError, match='KDRelationLoss: beta must be positive'):
+        KDRelationLoss(beta=0)

@@ -268,20 +268,22 @@ def test_kdsr_train_with_a_mixture(tmp_path, prepared):  # noqa: F811
 
 
 @pytest.mark.slow
-def test_kdsr_train_student_with_shared_degradations_and_the_group_loss(tmp_path, prepared):  # noqa: F811
+def test_kdsr_train_student_with_shared_degradations_group_and_relation_losses(tmp_path, prepared):  # noqa: F811
     teacher = tmp_path / 'teacher.pth'
     net = BlindSR_TA(n_feats=16, n_encoder_res=2, scale=4, n_sr_blocks=4)
     torch.save({'params': net.state_dict(), 'params_ema': net.state_dict()}, teacher)
     mix = {'clean': 1, 'classic': 1, 'realworld': 1, 'shared_degradation': 4}
     opt = _opt_dict('train_kdsrnet_x4ST_tiny.yml', prepared, pretrain_network_g=str(teacher),
                     pretrain_network_TA=str(teacher), top={'degradation_mixture': mix, 'queue_size': 8},
-                    train={'idr_group_opt': {'type': 'IDRGroupLoss', 'loss_weight': 0.5}})
+                    train={'idr_group_opt': {'type': 'IDRGroupLoss', 'loss_weight': 0.5},
+                           'kd_relation_opt': {'type': 'KDRelationLoss', 'loss_weight': 1.0}})
     opt['datasets']['train']['batch_size_per_gpu'] = 4
     opt_file = tmp_path / 'group.yml'
     opt_file.write_text(yaml.dump(opt, Dumper=ordered_yaml()[1]))
     log = _train(opt_file, tmp_path)
     groups = [float(v) for v in re.findall(r'l_group: ([\d.e+-]+)', log)]
     assert groups and all(0 < g < 0.5 * 1.5 for g in groups), log[-2000:]  # logged, and a ratio (weighted)
+    assert len(re.findall(r'l_kd_rel: [\d.e+-]+', log)) == len(groups)
     assert (tmp_path / 'experiments' / opt['name'] / 'models' / 'net_g_latest.pth').is_file()
 
 

@@ -60,7 +60,7 @@ class KDSRGANSTModel(StudentMixin, GeneratorStepMixin, RealDegradationMixin, SRG
         self.output, s_fea = self.forward_amp(self.net_g, self.lq)
         loss_dict = OrderedDict()
         if current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters:
-            loss_dict = self.image_losses(l1_gt, percep_gt, prefix='l_g_', l_kd=self.cri_kd(t_fea, s_fea),
+            loss_dict = self.image_losses(l1_gt, percep_gt, prefix='l_g_', **self.kd_losses(t_fea, s_fea),
                                           **self.probe_loss(s_fea))
             loss_dict['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
             sum(loss_dict.values()).backward()

@@ -134,7 +134,8 @@ class KDSRNetTAModel(TeacherMixin, GeneratorStepMixin, RealDegradationMixin, SRM
 
 
 class StudentMixin:
-    """A student: frozen teacher, student initialised from the teacher, KD loss, authors' lr keys.
+    """A student: frozen teacher, student initialised from the teacher, KD loss (and the optional
+    ``train:kd_relation_opt``, relational KD over the batch), authors' lr keys.
 
     ``encoder_phase``: whether the ``encoder_iter`` / ``lr_encoder`` keys mean a KD-only first
     phase (the authors' classic student) or are accepted and unused (their KDSR-GAN code)."""
@@ -155,6 +156,8 @@ class StudentMixin:
             if train_opt.get('kd_opt') is None:
                 raise OptionError('train:kd_opt: a student is trained with the KD loss; add kd_opt (type: KDLoss).')
             self.cri_kd = build_loss(train_opt['kd_opt']).to(self.device)
+            relation_opt = train_opt.get('kd_relation_opt')
+            self.cri_relation = build_loss(relation_opt).to(self.device) if relation_opt else None
             unused = [k for k in ENCODER_KEYS if k in train_opt]
             if unused and not self.encoder_phase:
                 get_root_logger().info(f'{", ".join(unused)}: accepted and unused, as in the authors\' KDSR-GAN code '
@@ -176,17 +179,24 @@ class StudentMixin:
             for group in self.optimizer_g.param_groups:
                 group['lr'] = lr
 
+    def kd_losses(self, t_fea, s_fea):
+        """``{'l_kd': ...}``, and ``'l_kd_rel'`` with ``train:kd_relation_opt``."""
+        losses = {'l_kd': self.cri_kd(t_fea, s_fea)}
+        if self.cri_relation is not None:
+            losses['l_kd_rel'] = self.cri_relation(t_fea, s_fea)
+        return losses
+
     def image_losses_at(self, current_iter):
         """Whether this iteration's loss includes the image losses (not in a KD-only phase)."""
         return True
 
     def optimize_parameters(self, current_iter):
-        """One L1 + KD step (plus the optional IDR probe) of the student."""
+        """One L1 + KD step (plus the optional relational KD, IDR probe and group losses) of the student."""
         self.apply_student_lr(current_iter)
         t_fea = self.forward_amp(teacher_idr, self.net_TA, self.lq, self.gt)
         self.optimizer_g.zero_grad()
         self.output, s_fea = self.forward_amp(self.net_g, self.lq)
-        self.step_generator(image_losses=self.image_losses_at(current_iter), l_kd=self.cri_kd(t_fea, s_fea),
+        self.step_generator(image_losses=self.image_losses_at(current_iter), **self.kd_losses(t_fea, s_fea),
                             **self.probe_loss(s_fea))
 
 
