@@ -56,6 +56,11 @@ class KDLoss(nn.Module):
         return self.loss_weight * loss
 
 
+def _first_idr(idr_prime):
+    """D' from a tensor or from the one-item list ``[idr_prime]`` that the nets return in training."""
+    return idr_prime[0] if isinstance(idr_prime, (list, tuple)) else idr_prime
+
+
 def _log_energy(x):
     return torch.log10(x.pow(2).mean(dim=(1, 2, 3)) + 1e-7)
 
@@ -112,7 +117,7 @@ class IDRProbeLoss(nn.Module):
 
     def forward(self, idr_prime, lq, gt):
         """``idr_prime``: (B, 4C) or the nets' list of it; ``lq``, ``gt``: the training pair."""
-        idr = idr_prime[0] if isinstance(idr_prime, (list, tuple)) else idr_prime
+        idr = _first_idr(idr_prime)
         target = (degradation_stats(lq, gt) - self.low) / self.span
         return self.loss_weight * F.mse_loss(idr[:, :target.shape[1]].float(), target)
 
@@ -138,7 +143,7 @@ class IDRGroupLoss(nn.Module):
 
     def forward(self, idr_prime, group):
         """``idr_prime``: (B, 4C) or the nets' list of it; ``group``: crops per shared degradation."""
-        idr = (idr_prime[0] if isinstance(idr_prime, (list, tuple)) else idr_prime).float()
+        idr = _first_idr(idr_prime).float()
         if group < 2 or idr.size(0) % group:
             raise ValueError(f'IDRGroupLoss: a batch of {idr.size(0)} is not made of groups of {group}.')
         groups = idr.reshape(idr.size(0) // group, group, -1)
@@ -183,8 +188,8 @@ class KDRelationLoss(nn.Module):
 
     def forward(self, t_fea, s_fea):
         """``t_fea``, ``s_fea``: (B, 4C) tensors, or the nets' lists of them (the first is used); B >= 3."""
-        teacher = (t_fea[0] if isinstance(t_fea, (list, tuple)) else t_fea).detach()
-        student = s_fea[0] if isinstance(s_fea, (list, tuple)) else s_fea
+        teacher = _first_idr(t_fea).detach()
+        student = _first_idr(s_fea)
         if student.size(0) < 3:
             raise ValueError(f'KDRelationLoss: needs a batch of at least 3 samples, got {student.size(0)}.')
         return self.loss_weight * F.smooth_l1_loss(_relative_distances(student), _relative_distances(teacher),
