@@ -196,6 +196,16 @@ def _group_disagreement(branch, shared):
     return float(residual.std(1).mean() / residual.std())
 
 
+def test_shared_degradation_refuses_a_batch_not_made_of_groups():
+    """Without datasets:train in the options the size is checked on the batch itself, with the same words."""
+    deg = _mixture(gt_size=32, clean=1, shared_degradation=4)
+    with pytest.raises(ValueError, match=re.escape('shared_degradation: 4 needs a batch size per GPU divisible by 4, '
+                                                   'got 6; change datasets:train:batch_size_per_gpu.')):
+        deg(_gt_batch(n=6, size=64))
+    lq, gt = deg(_gt_batch(n=8, size=64))
+    assert lq.shape == (8, 3, 8, 8) and gt.shape == (8, 3, 32, 32)
+
+
 @pytest.mark.parametrize('branch', ['classic', 'classic_light', 'realworld_mild', 'realworld'])
 def test_shared_degradation_gives_a_group_one_draw(branch):
     shared, own = _group_disagreement(branch, 4), _group_disagreement(branch, 1)
@@ -238,7 +248,7 @@ def test_pair_pool_keeps_groups_that_share_a_degradation_together(tmp_path, prep
     ({'train': {'idr_group_opt': {'type': 'IDRGroupLoss'}}},
      'train:idr_group_opt: needs crops that share a degradation; add degradation_mixture:shared_degradation: 4'),
     ({'top': {'degradation_mixture': {'clean': 1, 'shared_degradation': 4}}},
-     'shared_degradation: 4 needs datasets:train:batch_size_per_gpu divisible by 4, got 2'),
+     'shared_degradation: 4 needs a batch size per GPU divisible by 4, got 2; change datasets:train:batch_size_per_gpu'),
 ])
 def test_group_loss_and_shared_degradation_misuse(tmp_path, prepared, change, message):  # noqa: F811
     opt = _in_process('train_kdsrnet_x4TA_tiny.yml', tmp_path, prepared, **change)

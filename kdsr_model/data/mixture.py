@@ -177,19 +177,25 @@ class MixtureDegrader:
         self.detail_crops = _detail_crops_opt(mix['detail_crops']) if mix.get('detail_crops') else None
         self.shared = _shared_opt(mix.get('shared_degradation', 1))
         batch_size = ((opt.get('datasets') or {}).get('train') or {}).get('batch_size_per_gpu')
-        if self.shared > 1 and isinstance(batch_size, int) and batch_size % self.shared:
-            raise ValueError(f'degradation_mixture:shared_degradation: {self.shared} needs '
-                             f'datasets:train:batch_size_per_gpu divisible by {self.shared}, got {batch_size}.')
+        if isinstance(batch_size, int):
+            self._check_batch(batch_size)
         self.scale, self.gt_size = opt['scale'], opt['gt_size']
         self.gt_usm = opt.get('gt_usm', False)
-        side = 2 if self.shared > 1 else 1  # the real-world branches crop a mosaic whole
-        opt = {**opt, 'gt_size': opt['gt_size'] * side}
+        # the HR side a branch degrades: a whole 2x2 mosaic when crops share a degradation
+        self.branch_size = self.gt_size * (2 if self.shared > 1 else 1)
+        opt = {**opt, 'gt_size': self.branch_size}
         self.realworld = RealWorldDegrader(opt, device)
         self.mild = RealWorldDegrader({**opt, **MILD_DEFAULTS, **(mix.get('mild_opt') or {})}, device)
         self.device = self.realworld.device
         self.usm_sharpener = self.realworld.usm_sharpener
         self.jpeger = self.realworld.jpeger
         self.last_branch = None
+
+    def _check_batch(self, batch_size):
+        if batch_size % self.shared:
+            raise ValueError(f'degradation_mixture:shared_degradation: {self.shared} needs a batch size per GPU '
+                             f'divisible by {self.shared}, got {batch_size}; change '
+                             f'datasets:train:batch_size_per_gpu.')
 
     def _rescale(self, gt):
         if self.gt_rescale is None:
@@ -240,9 +246,7 @@ class MixtureDegrader:
             gt = detail_crops(gt, self.gt_size, *self.detail_crops)
         if self.shared == 1:
             return self._degrade(branch, gt, batch)
-        if gt.size(0) % GROUP:
-            raise ValueError(f'degradation_mixture:shared_degradation: {GROUP} needs a batch size per GPU divisible '
-                             f'by {GROUP}, got {gt.size(0)}; change datasets:train:batch_size_per_gpu.')
+        self._check_batch(gt.size(0))
         if self.detail_crops is None:
             gt = random_crops(gt, self.gt_size)
         batch = {k: v[::GROUP] if k in _KERNEL_KEYS else v for k, v in batch.items()}  # a group's kernels: its first
@@ -251,7 +255,7 @@ class MixtureDegrader:
 
     def _degrade(self, branch, gt, batch):
         if branch in ('clean', 'classic', 'classic_light'):
-            return self._synthetic(gt, branch, self.gt_size * (2 if self.shared > 1 else 1))
+            return self._synthetic(gt, branch, self.branch_size)
         data = dict(batch, gt=gt)
         if branch == 'realworld_mild':
             pulse = torch.zeros_like(batch['sinc_kernel'])
