@@ -277,14 +277,16 @@ def test_encoder_init_kaiming_restarts_only_the_encoder_and_not_on_resume(tmp_pa
         build_model(opt)
 
 
-def test_freeze_generator_trains_only_the_encoder(tmp_path, prepared, tiny_teacher_file):
+@pytest.mark.parametrize('key,trained,frozen', [('freeze_generator', 'E_st.', 'G.'),
+                                                  ('freeze_encoder', 'G.', 'E_st.')])
+def test_freeze_trains_only_the_other_part(tmp_path, prepared, tiny_teacher_file, key, trained, frozen):
     paths = dict(pretrain_network_g=tiny_teacher_file, pretrain_network_TA=tiny_teacher_file)
     opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path / 'frozen', prepared,
-                      train={'freeze_generator': True, 'ema_decay': 0.5}, **paths)
+                      train={key: True, 'ema_decay': 0.5}, **paths)
     model = build_model(opt)
-    assert model.opt['find_unused_parameters'] is True  # DDP: G gets no gradient
+    assert model.opt['find_unused_parameters'] is True  # DDP: the frozen part gets no gradient
     optimised = {id(p) for group in model.optimizer_g.param_groups for p in group['params']}
-    assert optimised == {id(p) for p in model.net_g.E_st.parameters()}
+    assert optimised == {id(p) for name, p in model.net_g.named_parameters() if name.startswith(trained)}
     before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
     torch.manual_seed(1)
     gt = torch.rand(2, 3, 64, 64)
@@ -292,13 +294,22 @@ def test_freeze_generator_trains_only_the_encoder(tmp_path, prepared, tiny_teach
     for it in (1, 2):
         model.optimize_parameters(it)
     after, ema = model.net_g.state_dict(), model.net_g_ema.state_dict()
-    assert all(torch.equal(after[k], before[k]) and torch.equal(ema[k], before[k]) for k in after if k.startswith('G.'))
-    assert not torch.equal(after['E_st.E.0.weight'], before['E_st.E.0.weight'])
-    assert not torch.equal(ema['E_st.E.0.weight'], before['E_st.E.0.weight'])  # the EMA follows the encoder
+    assert all(torch.equal(after[k], before[k]) and torch.equal(ema[k], before[k]) for k in after if k.startswith(frozen))
+    moved = [k for k in after if k.startswith(trained) and not torch.equal(after[k], before[k])]
+    assert moved and all(not torch.equal(ema[k], before[k]) for k in moved)  # the EMA follows the trained part
     assert model.log_dict['l_pix'] > 0 and model.log_dict['l_kd'] >= 0
-    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path / 'bad', prepared, train={'freeze_generator': 'yes'},
-                      **paths)
-    with pytest.raises(OptionError, match=r"train:freeze_generator: 'yes' must be true or false"):
+
+
+@pytest.mark.parametrize('train,message', [
+    ({'freeze_generator': 'yes'}, "train:freeze_generator: 'yes' must be true or false"),
+    ({'freeze_encoder': 1}, 'train:freeze_encoder: 1 must be true or false'),
+    ({'freeze_generator': True, 'freeze_encoder': True},
+     'train:freeze_generator and train:freeze_encoder: both true leaves nothing to train'),
+])
+def test_freeze_option_misuse_is_one_line(tmp_path, prepared, tiny_teacher_file, train, message):
+    opt = _in_process('train_kdsrnet_x4ST_tiny.yml', tmp_path, prepared, train=train,
+                      pretrain_network_g=tiny_teacher_file, pretrain_network_TA=tiny_teacher_file)
+    with pytest.raises(OptionError, match=re.escape(message)):
         build_model(opt)
 
 

@@ -13,6 +13,7 @@ from .realworld import RealDegradationMixin
 from .teacher import build_frozen_teacher, init_student, take_teacher_init, teacher_idr
 
 ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder')
+FREEZE_KEYS = {'G': 'freeze_generator', 'encoder': 'freeze_encoder'}  # the part each option freezes
 
 
 class GeneratorStepMixin:
@@ -22,29 +23,46 @@ class GeneratorStepMixin:
     (``probe_loss``; the latter needs ``degradation_mixture:shared_degradation``); and
     ``train:encoder_init: kaiming``, which re-initialises the encoder when a run starts (after
     ``pretrain_network_g`` is loaded; not on resume); and ``train:freeze_generator: true``, which
-    trains the encoder alone (the generator ``G`` keeps the weights it was loaded with)."""
+    trains the encoder alone (the generator ``G`` keeps the weights it was loaded with), or
+    ``train:freeze_encoder: true``, which trains ``G`` alone under the encoder it was loaded with."""
 
     def __init__(self, opt):
-        if (opt.get('train') or {}).get('freeze_generator'):
-            opt.setdefault('find_unused_parameters', True)  # G gets no gradient (DDP)
+        train_opt = opt.get('train') or {}
+        if train_opt.get('freeze_generator') or train_opt.get('freeze_encoder'):
+            opt.setdefault('find_unused_parameters', True)  # the frozen part gets no gradient (DDP)
         super().__init__(opt)
 
+    def _frozen_part(self):
+        """``None``, or the part of the net that ``train:freeze_generator`` / ``freeze_encoder`` freezes."""
+        frozen = []
+        for part, key in FREEZE_KEYS.items():
+            flag = self.opt['train'].get(key, False)
+            if not isinstance(flag, bool):
+                raise OptionError(f'train:{key}: {flag!r} must be true or false.')
+            frozen += [part] if flag else []
+        if len(frozen) == 2:
+            raise OptionError('train:freeze_generator and train:freeze_encoder: both true leaves nothing to train; '
+                              'set one of them to false.')
+        if frozen and self.opt.get('network_d') is not None:
+            raise OptionError(f'train:{FREEZE_KEYS[frozen[0]]}: not supported with a discriminator (network_d); '
+                              'remove it.')
+        return frozen[0] if frozen else None
+
     def setup_optimizers(self):
-        """As SRModel's, but with ``train:freeze_generator`` only the encoder's weights are optimised."""
-        freeze = self.opt['train'].get('freeze_generator', False)
-        if not isinstance(freeze, bool):
-            raise OptionError(f'train:freeze_generator: {freeze!r} must be true or false.')
-        if not freeze:
+        """As SRModel's, but with ``train:freeze_generator`` (``freeze_encoder``) only the encoder's
+        (the generator's) weights are optimised."""
+        frozen = self._frozen_part()
+        if frozen is None:
             return super().setup_optimizers()
-        if self.opt.get('network_d') is not None:
-            raise OptionError('train:freeze_generator: not supported with a discriminator (network_d); remove it.')
         net = self.get_bare_model(self.net_g)
-        net.G.requires_grad_(False)
+        getattr(net, frozen).requires_grad_(False)
+        trained = net.G if frozen == 'encoder' else net.encoder
         optim_opt = dict(self.opt['train']['optim_g'])
-        self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), list(net.encoder.parameters()), **optim_opt)
+        self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), list(trained.parameters()), **optim_opt)
         self.optimizers.append(self.optimizer_g)
-        get_root_logger().info('train:freeze_generator: G is frozen; only the encoder '
-                               f'({sum(p.numel() for p in net.encoder.parameters())} parameters) trains.')
+        get_root_logger().info(f'train:{FREEZE_KEYS[frozen]}: {frozen} is frozen; only '
+                               f'{"G" if frozen == "encoder" else "the encoder"} '
+                               f'({sum(p.numel() for p in trained.parameters())} parameters) trains.')
 
     def init_training_settings(self):
         super().init_training_settings()
