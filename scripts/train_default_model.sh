@@ -31,6 +31,8 @@
 #       the upscaler's colour fix: docs/MODEL.md "Stage 18"
 #   (21 from v18, the KD loss weighted up (21b: on the raw IDR): options/default/train_default_v21_x4ST.yml;
 #       measured, not shipped: docs/MODEL.md "Stage 21")
+#   (22-24 from v18 or v7: options/default/train_default_v2{2,3}_x4ST.yml and the --force_yml changes
+#       in docs/MODEL.md "Stage 22" to "Stage 24"; measured, not shipped)
 # Data: PHOTOS_DIR/train less the three selection photos below (training); the selection
 # photos' band crops validate; PHOTOS_DIR/val and benchmarks/photos are for the final figures only.
 # Time on 2 CPU threads of an AVX512 CPU: about 1 h + 1.5 h + 1.3 h + 0.8 h + 1.3 h + 0.7 h + 0.4 h + 0.5 h
