@@ -14,6 +14,7 @@ from .teacher import build_frozen_teacher, init_student, take_teacher_init, teac
 
 ENCODER_KEYS = ('encoder_iter', 'lr_encoder', 'gamma_encoder', 'lr_decay_encoder')
 FREEZE_KEYS = {'G': 'freeze_generator', 'encoder': 'freeze_encoder'}  # the part each option freezes
+OTHER_PART = {'G': 'encoder', 'encoder': 'G'}  # what trains when a part is frozen
 
 
 class GeneratorStepMixin:
@@ -28,7 +29,7 @@ class GeneratorStepMixin:
 
     def __init__(self, opt):
         train_opt = opt.get('train') or {}
-        if train_opt.get('freeze_generator') or train_opt.get('freeze_encoder'):
+        if any(train_opt.get(key) for key in FREEZE_KEYS.values()):
             opt.setdefault('find_unused_parameters', True)  # the frozen part gets no gradient (DDP)
         super().__init__(opt)
 
@@ -56,12 +57,11 @@ class GeneratorStepMixin:
             return super().setup_optimizers()
         net = self.get_bare_model(self.net_g)
         getattr(net, frozen).requires_grad_(False)
-        trained = net.G if frozen == 'encoder' else net.encoder
+        trained = getattr(net, OTHER_PART[frozen])
         optim_opt = dict(self.opt['train']['optim_g'])
         self.optimizer_g = self.get_optimizer(optim_opt.pop('type'), list(trained.parameters()), **optim_opt)
         self.optimizers.append(self.optimizer_g)
-        get_root_logger().info(f'train:{FREEZE_KEYS[frozen]}: {frozen} is frozen; only '
-                               f'{"G" if frozen == "encoder" else "the encoder"} '
+        get_root_logger().info(f'train:{FREEZE_KEYS[frozen]}: {frozen} is frozen; only {OTHER_PART[frozen]} '
                                f'({sum(p.numel() for p in trained.parameters())} parameters) trains.')
 
     def init_training_settings(self):
