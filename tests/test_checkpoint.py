@@ -176,8 +176,8 @@ def test_training_checkpoints_are_written_whole_or_not_at_all(tmp_path, monkeypa
 
 def test_interpolate_models_script_blends_weights_and_refuses_other_nets(tmp_path):
     """scripts/interpolate_models.py (the weight-space blend of docs/MODEL.md "Stage 18"): OUT is
-    (1 - a) A + a B tensor by tensor, loads as the same net, and a different net, a bad alpha or an
-    existing OUT is a one-line error that writes nothing."""
+    (1 - a) A + a B tensor by tensor (with --part, that part only and A elsewhere), loads as the same
+    net, and a different net, a bad alpha or an existing OUT is a one-line error that writes nothing."""
     from conftest import REPO, error_lines, run_py, save_student
     a, b = save_student(tmp_path / 'a.pth', seed=0), save_student(tmp_path / 'b.pth', seed=1)
     wide = save_student(tmp_path / 'wide.pth', n_feats=16, seed=2)
@@ -192,6 +192,15 @@ def test_interpolate_models_script_blends_weights_and_refuses_other_nets(tmp_pat
     assert all(torch.allclose(soup[k], 0.75 * sa[k] + 0.25 * sb[k], atol=1e-6) for k in sa)
     assert not torch.equal(soup['G.head.0.weight'], sa['G.head.0.weight'])  # the two nets differ
     assert detect_kdsr(soup) == detect_kdsr(sa)
+
+    for part, blended in (('G', 'G.'), ('encoder', 'E_st.')):  # one part blended, the rest is A's
+        out_part = tmp_path / f'soup_{part}.pth'
+        run_py(args=[script, a, b, '0.25', str(out_part), '--part', part])
+        soup = torch.load(out_part, weights_only=True)['params_ema']
+        assert soup.keys() == sa.keys() and any(k.startswith(blended) for k in sa)
+        for k in sa:
+            want = 0.75 * sa[k] + 0.25 * sb[k] if k.startswith(blended) else sa[k]
+            assert torch.allclose(soup[k], want, atol=1e-6), (part, k)
 
     other = run_py(args=[script, a, wide, '0.5', str(tmp_path / 'x.pth')], check=False)
     assert other.returncode != 0 and len(error_lines(other)) == 1 and 'different nets' in other.stderr
